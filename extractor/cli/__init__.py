@@ -1,0 +1,15 @@
+"""The ``dermcode`` command line: one module per command, each a thin shell over library code."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="dermcode",
+    help="Suggest CPT and ICD-10-CM codes for dermatology notes, with evidence and documentation flags.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from extractor.cli import code as _code  # noqa: E402,F401  (registers `dermcode code`)

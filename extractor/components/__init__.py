@@ -1,0 +1,1 @@
+"""One spaCy component per pipeline stage, each registered with ``@Language.factory``."""

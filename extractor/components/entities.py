@@ -1,0 +1,108 @@
+"""dermcode_entities: procedures, diagnoses, sites, laterality, dermoscopy and cues.
+
+All rules live in ``patterns/entities/*.jsonl``. Literal and token-pattern rules
+run through one medspaCy TargetMatcher; two kinds of rule take faster roads with
+the same result: case-sensitive single-token rules ("AK", "MIS", "L") are looked
+up in a dict of token texts (spaCy's Matcher evaluates an ``IN`` predicate on every
+token, which cost more than all literal rules together), and regex rules run once
+over the note text (medspaCy's RegexMatcher rebuilds ``doc.text`` per rule).
+Overlaps are resolved longest-first ("shave biopsy" beats "shave", "biopsy-proven"
+beats "biopsy") and written to ``doc.ents`` in one assignment; each span carries
+its rule id and attributes as plain values.
+"""
+
+import re
+from typing import Any
+
+from medspacy.target_matcher import TargetMatcher
+from medspacy.target_matcher import TargetRule as MsTargetRule
+from spacy.language import Language
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc, Span
+from spacy.util import filter_spans
+
+from extractor import _extensions
+from extractor.patterns import cached_family
+from extractor.schemas import TargetRule
+
+
+def _exact_texts(pattern: Any) -> list[str] | None:
+    """Token texts of a one-token, TEXT-only pattern; None for anything richer."""
+    if not isinstance(pattern, list) or len(pattern) != 1:
+        return None
+    tok = pattern[0]
+    if set(tok) != {"TEXT"}:
+        return None
+    val = tok["TEXT"]
+    if isinstance(val, str):
+        return [val]
+    if isinstance(val, dict) and set(val) == {"IN"}:
+        return list(val["IN"])
+    return None
+
+
+class DermEntities:
+    """Every entity family, written to ``doc.ents``."""
+
+    def __init__(self, nlp: Language, name: str) -> None:
+        _extensions.register()
+        self.name = name
+        self.matcher = TargetMatcher(nlp, name=f"{name}_inner", result_type=None)
+        self.regexes: list[tuple[re.Pattern[str], TargetRule]] = []
+        self.exact: dict[str, TargetRule] = {}
+        ms_rules = []
+        for row in cached_family("entities", TargetRule):
+            texts = _exact_texts(row.pattern)
+            if isinstance(row.pattern, str):
+                self.regexes.append((re.compile(row.pattern), row))
+            elif texts is not None:
+                for t in texts:
+                    self.exact.setdefault(t, row)
+            else:
+                ms_rules.append(
+                    MsTargetRule(
+                        literal=row.literal,
+                        category=row.category,
+                        pattern=row.pattern,
+                        metadata={"id": row.id, "attrs": row.attrs},
+                    )
+                )
+        self.matcher.add(ms_rules)
+        self.exact_matcher = PhraseMatcher(nlp.vocab, attr="ORTH")
+        self._exact_rows = {}
+        for t, row in self.exact.items():
+            key = f"{row.id}|{t}"
+            self._exact_rows[nlp.vocab.strings.add(key)] = row
+            self.exact_matcher.add(key, [nlp.make_doc(t)])
+
+    def __call__(self, doc: Doc) -> Doc:
+        found: list[tuple[Span, dict]] = [
+            (sp, sp._.target_rule.metadata) for sp in self.matcher(doc)
+        ]
+        for key, start, end in self.exact_matcher(doc):
+            row = self._exact_rows[key]
+            found.append((Span(doc, start, end, label=row.category), {"id": row.id, "attrs": row.attrs}))
+        if self.regexes:
+            text = doc.text
+            for rx, row in self.regexes:
+                for m in rx.finditer(text):
+                    sp = doc.char_span(m.start(), m.end(), label=row.category, alignment_mode="expand")
+                    if sp is not None:
+                        found.append((sp, {"id": row.id, "attrs": row.attrs}))
+        meta_of = {(sp.start, sp.end, sp.label): meta for sp, meta in found}
+        kept = filter_spans([sp for sp, _ in found])
+        for span in kept:
+            meta = meta_of[(span.start, span.end, span.label)]
+            span._.dc_rule_id = meta["id"]
+            span._.dc_attrs = meta["attrs"]
+        doc.ents = kept
+        return doc
+
+
+@Language.factory(
+    "dermcode_entities",
+    assigns=["doc.ents", "span._.dc_attrs", "span._.dc_rule_id"],
+)
+def make_entities(nlp: Language, name: str) -> DermEntities:
+    """Factory for entity extraction from ``patterns/entities/``."""
+    return DermEntities(nlp, name)

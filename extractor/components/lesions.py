@@ -1,0 +1,681 @@
+"""dermcode_lesions: assemble the extracted spans into procedure and diagnosis facts.
+
+Coding needs to know which size, site, side, count and diagnosis belong to which
+procedure. Notes spread these over a lesion list ("#1 L forearm: 6 mm pink papule"),
+the sentence that names the procedure, and the lines of a procedure-note block.
+The assembly works in three passes:
+
+1. *Units*: sentences, grouped into lesion items (a "#N"/"N." line and what follows
+   it) and sections.
+2. *Mentions*: every procedure span becomes a candidate carrying the facts of its
+   own sentence; a sentence naming several sites gives one candidate per site for
+   per-lesion procedures ("shave bx of R cheek and L arm").
+3. *Merging and inheritance*: candidates of compatible kinds in the same sentence
+   or procedure block merge ("Shave biopsy ... the lesion was shaved"); missing
+   facts are inherited from the lesion item, then the nearest earlier sentences of
+   the same section, then the procedure block's "Site:"/"Diagnosis:" lines.
+
+The result is a :class:`~extractor.schemas.NoteFacts` on ``doc._.dc_facts``.
+"""
+
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from extractor import _extensions
+from extractor.components.measurements import to_number
+from extractor.schemas import (
+    DermoscopyFact,
+    DiagnosisFact,
+    Evidence,
+    NoteFacts,
+    ProcedureFact,
+)
+
+HISTORY_SECTIONS = {"history", "social_history", "medications", "allergies", "ros"}
+FAMILY_SECTIONS = {"family_history"}
+PATHOLOGY_SECTIONS = {"pathology", "diagnosis"}
+ASSESSMENT_SECTIONS = {"assessment", "assessment_plan", "plan", "preop_diagnosis", "diagnosis"}
+PROCEDURE_SECTIONS = {"procedure", "anesthesia", "findings"}
+
+# Procedures coded one line per lesion: a sentence with several sites makes several.
+PER_LESION = {"biopsy", "shave", "shave_removal", "excision", "mohs", "nail_biopsy"}
+# Mentions that only say "something was done" and take their kind from a neighbour.
+GENERIC = {"removal", "repair_generic"}
+COMPATIBLE = {
+    frozenset({"shave", "biopsy"}): "biopsy",
+    frozenset({"shave", "shave_removal"}): "shave_removal",
+    frozenset({"shave", "removal"}): "shave_removal",
+    frozenset({"removal", "excision"}): "excision",
+    frozenset({"removal", "tag_removal"}): "tag_removal",
+    frozenset({"removal", "destruction"}): "destruction",
+    frozenset({"removal", "shave_removal"}): "shave_removal",
+    frozenset({"biopsy", "nail_biopsy"}): "nail_biopsy",
+    frozenset({"excision", "biopsy"}): "excision",
+}
+METHOD_RANK = {"incisional": 3, "punch": 2, "tangential": 1}
+LESION_NOUNS = {
+    "lesion", "lesions", "spot", "spots", "site", "sites", "area", "areas", "papule",
+    "papules", "nail", "nails", "tags", "tag", "warts", "wart", "aks", "ak", "keratoses",
+    "growths", "macules", "plaques", "nodules", "cysts", "keloids", "scars", "sks", "isks",
+    "patches", "lesions,", "locations", "acrochordons", "molluscum", "toenails", "fingernails",
+}
+ITEM_RE = re.compile(
+    r"^\s*(?:[-*•]\s*)?(?:#\s*(?P<a>\d{1,2})\b|(?P<b>\d{1,2})\s*[.)]\s|lesion\s*#?\s*(?P<c>\d{1,2})\b"
+    r"|\((?P<d>\d{1,2})\)\s|(?:site|specimen)\s*#?\s*(?P<e>[A-H1-9])\b)",
+    re.IGNORECASE,
+)
+REF_RE = re.compile(
+    r"(?:#\s*(\d{1,2})|lesions?\s*#?\s*(\d{1,2})(?:\s*(?:-|–|through|to)\s*#?\s*(\d{1,2}))?)",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Unit:
+    """One sentence with what was found in it."""
+
+    idx: int
+    start: int
+    end: int
+    text: str
+    section: str
+    item: int | None = None
+    ents: list[Span] = field(default_factory=list)
+    meas: list[Span] = field(default_factory=list)
+    sites: list | None = None
+
+
+@dataclass
+class Cand:
+    """A procedure being assembled."""
+
+    kind: str
+    unit: Unit
+    spans: list[Span]
+    method: str | None = None
+    site_span: Span | None = None
+    site_id: str | None = None
+    side: str | None = None
+    eyelid: str | None = None
+    digit: int | None = None
+    status: str = "performed"
+    attrs: dict = field(default_factory=dict)
+
+
+def _ev(text: str, start: int, end: int) -> Evidence:
+    return Evidence(start=start, end=end, text=text[start:end])
+
+
+def _span_ev(span: Span) -> Evidence:
+    return Evidence(start=span.start_char, end=span.end_char, text=span.text)
+
+
+def _status(span: Span, section: str) -> str:
+    if span._.is_family or section in FAMILY_SECTIONS:
+        return "family"
+    if span._.is_negated:
+        return "negated"
+    if span._.is_historical or section in HISTORY_SECTIONS:
+        return "historical"
+    if span._.is_hypothetical:
+        return "hypothetical"
+    if span._.is_planned:
+        return "planned"
+    return "performed"
+
+
+class DermLesions:
+    """Builds NoteFacts from entities, measurements, context and sections."""
+
+    def __init__(self, nlp: Language, name: str, inherit_window: int) -> None:
+        _extensions.register()
+        self.name = name
+        self.inherit_window = inherit_window
+
+    # ------------------------------------------------------------------ units
+    def _units(self, doc: Doc) -> list[Unit]:
+        secs = doc._.dc_section_spans or []
+        sec_starts = [s[1] for s in secs]
+        units: list[Unit] = []
+        item: int | None = None
+        text = self._text
+        for i, sent in enumerate(doc.sents):
+            start, end = sent.start_char, sent.end_char
+            stext = text[start:end]
+            k = bisect_right(sec_starts, start) - 1
+            section = secs[k][0] if k >= 0 else "none"
+            m = ITEM_RE.match(stext)
+            prev_section = units[-1].section if units else None
+            if m:
+                g = next(v for v in m.groupdict().values() if v)
+                item = int(g) if g.isdigit() else ord(g.upper()) - 64
+            elif prev_section is not None and section != prev_section:
+                item = None
+            elif units and "\n\n" in text[units[-1].end : start]:
+                item = None
+            units.append(Unit(i, start, end, stext, section, item))
+        starts = [u.start for u in units]
+        for ent in doc.ents:
+            k = bisect_right(starts, ent.start_char) - 1
+            if k >= 0:
+                units[k].ents.append(ent)
+        for sp in doc.spans.get("dc_measure", []):
+            k = bisect_right(starts, sp.start_char) - 1
+            if k >= 0:
+                units[k].meas.append(sp)
+        return units
+
+    # ------------------------------------------------------------------ sites
+    def _sites(self, unit: Unit) -> list[tuple[Span, str | None, str | None, int | None, str | None]]:
+        """(site span, side, eyelid, digit, site id) for each site in the unit, side attached."""
+        if unit.sites is None:
+            unit.sites = self._find_sites(unit, self._text)
+        return unit.sites
+
+    @staticmethod
+    def _find_sites(unit: Unit, text: str) -> list:
+        out = []
+        ents = unit.ents
+        for j, e in enumerate(ents):
+            if e.label_ != "SITE":
+                continue
+            a = e._.dc_attrs or {}
+            side = a.get("side")
+            # laterality right before the site ("L forearm", "right upper eyelid")
+            for k in (j - 1, j - 2):
+                if side is None and k >= 0 and ents[k].label_ == "LATERALITY":
+                    gap = text[ents[k].end_char : e.start_char]
+                    if len(gap) <= 12 and not re.search(r"[.;:]", gap):
+                        side = ents[k]._.dc_attrs["side"]
+            # or right after ("forearm, left", "ear (R)")
+            if side is None and j + 1 < len(ents) and ents[j + 1].label_ == "LATERALITY":
+                gap = text[e.end_char : ents[j + 1].start_char]
+                if len(gap) <= 3 and not re.search(r"[.;]", gap):
+                    side = ents[j + 1]._.dc_attrs["side"]
+            out.append((e, side, a.get("eyelid"), a.get("digit_number"), a.get("site")))
+        # merge adjacent sites naming one place ("upper eyelid" + "canthus", "nasal tip")
+        merged: list = []
+        for s in out:
+            if merged and s[0].start_char - merged[-1][0].end_char <= 1 and s[4] == merged[-1][4]:
+                continue
+            merged.append(s)
+        return merged
+
+    # ------------------------------------------------------------------ main
+    def __call__(self, doc: Doc) -> Doc:
+        self._text = doc.text
+        units = self._units(doc)
+        facts = NoteFacts(text_length=len(self._text))
+        facts.sections = list(doc._.dc_section_spans or [])
+        self._encounter(doc, units, facts)
+        self._dermoscopy(doc, units, facts)
+        self._diagnoses(doc, units, facts)
+        self._procedures(doc, units, facts)
+        self._cues(units, facts)
+        doc._.dc_facts = facts
+        return doc
+
+    def _encounter(self, doc: Doc, units: list[Unit], facts: NoteFacts) -> None:
+        for u in units:
+            for e in u.ents:
+                if e.label_ == "ENCOUNTER":
+                    pt = e._.dc_attrs.get("patient")
+                    if facts.patient is None or (pt == "new" and facts.patient != "new"):
+                        if pt == "new" and re.search(r"referred by|referral from", e.text, re.I):
+                            if facts.patient is not None:
+                                continue
+                        facts.patient = pt
+                    facts.patient_evidence.append(_span_ev(e))
+
+    def _cues(self, units: list[Unit], facts: NoteFacts) -> None:
+        for u in units:
+            for e in u.ents:
+                if e.label_ == "MODIFIER_CUE":
+                    facts.cues.setdefault(e._.dc_attrs.get("cue", "other"), []).append(_span_ev(e))
+
+    def _dermoscopy(self, doc: Doc, units: list[Unit], facts: NoteFacts) -> None:
+        d = DermoscopyFact()
+        in_derm_section = False
+        for u in units:
+            in_derm_section = u.section == "dermoscopy"
+            for e in u.ents:
+                if e.label_ == "DERMOSCOPY":
+                    if e._.is_negated or _neg_near(self._text, e):
+                        d.negated_mentions.append(_span_ev(e))
+                    else:
+                        d.mentions.append(_span_ev(e))
+                elif e.label_ == "DERMOSCOPY_FINDING":
+                    if in_derm_section or any(x.label_ == "DERMOSCOPY" for x in u.ents) or (
+                        d.mentions and self._near_dermoscopy(u, units)
+                    ):
+                        d.findings.append(_span_ev(e))
+                elif e.label_ == "DERMOSCOPY_IMAGE":
+                    cat = str(e._.dc_attrs.get("category_number"))
+                    d.image_cues.setdefault(cat, []).append(_span_ev(e))
+                elif e.label_ == "MODIFIER_CUE" and e._.dc_attrs.get("cue") == "management":
+                    d.management.append(_span_ev(e))
+            if in_derm_section and not any(x.label_ == "DERMOSCOPY" for x in u.ents):
+                # a "Dermoscopy:" title is itself the mention
+                pass
+        for cat, s, _e in facts.sections or doc._.dc_section_spans or []:
+            if cat == "dermoscopy" and not any(m.start == s for m in d.mentions):
+                end = s + len(self._text[s : s + 40].split(":", 1)[0].rstrip())
+                d.mentions.append(_ev(self._text, s, end))
+        facts.dermoscopy = d
+
+    @staticmethod
+    def _near_dermoscopy(u: Unit, units: list[Unit]) -> bool:
+        """Findings in the sentence right after a dermoscopy mention belong to it."""
+        for prev in units[max(0, u.idx - 2) : u.idx]:
+            if any(x.label_ == "DERMOSCOPY" for x in prev.ents):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ diagnoses
+    def _diagnoses(self, doc: Doc, units: list[Unit], facts: NoteFacts) -> None:
+        for u in units:
+            sites = self._sites(u)
+            for e in u.ents:
+                if e.label_ != "DIAGNOSIS":
+                    continue
+                status = {
+                    "family": "family",
+                    "negated": "negated",
+                    "historical": "history",
+                    "hypothetical": "hypothetical",
+                    "planned": "active",
+                    "performed": "active",
+                }[_status(e, u.section)]
+                source = (
+                    "pathology"
+                    if u.section in PATHOLOGY_SECTIONS or _path_near(self._text, e)
+                    else "assessment"
+                    if u.section in ASSESSMENT_SECTIONS
+                    else "procedure"
+                    if u.section in PROCEDURE_SECTIONS
+                    else "history"
+                    if u.section in HISTORY_SECTIONS
+                    else "exam"
+                    if u.section in ("exam", "dermoscopy")
+                    else "other"
+                )
+                site = _nearest(e, sites)
+                dx = DiagnosisFact(
+                    concept=str((e._.dc_attrs or {}).get("concept", "unknown")),
+                    text=e.text,
+                    status=status,
+                    uncertain=bool(e._.is_uncertain),
+                    source=source,
+                    site=site[4] if site else None,
+                    laterality=site[1] if site else None,
+                    eyelid=site[2] if site else None,
+                    lesion_no=u.item,
+                    section=u.section,
+                    rule_id=e._.dc_rule_id or "",
+                    evidence=[_span_ev(e)] + ([_span_ev(site[0])] if site else []),
+                )
+                facts.diagnoses.append(dx)
+
+    # ------------------------------------------------------------------ procedures
+    def _procedures(self, doc: Doc, units: list[Unit], facts: NoteFacts) -> None:
+        cands: list[Cand] = []
+        for u in units:
+            procs = [e for e in u.ents if e.label_ == "PROCEDURE"]
+            if not procs:
+                continue
+            local: list[Cand] = []
+            for e in procs:
+                a = e._.dc_attrs or {}
+                kind = a.get("kind", "unknown")
+                if kind == "repair" and a.get("method") is None:
+                    kind = "repair_generic"
+                c = Cand(kind, u, [e], a.get("method"), status=_status(e, u.section), attrs=dict(a))
+                # merge with a compatible mention of the same sentence
+                for other in local:
+                    merged = _merge_kind(other, c)
+                    if merged:
+                        other.kind = merged
+                        other.spans.append(e)
+                        other.method = _better_method(other.method, c.method)
+                        other.status = _combine_status(other.status, c.status)
+                        break
+                else:
+                    local.append(c)
+            cands.extend(self._split_by_site(u, local))
+        cands = [c for c in cands if c.kind not in ("repair_generic",) or _repair_ok(c)]
+        cands = self._merge_across(cands)
+        for c in cands:
+            facts.procedures.append(self._fact(doc, c, units, facts))
+
+    def _split_by_site(self, u: Unit, local: list[Cand]) -> list[Cand]:
+        sites = self._sites(u)
+        out: list[Cand] = []
+        for c in local:
+            if c.kind in PER_LESION and len(sites) > 1 and c.kind != "mohs":
+                for s in sites:
+                    out.append(
+                        Cand(c.kind, u, list(c.spans), c.method, s[0], s[4], s[1], s[2], s[3],
+                             c.status, dict(c.attrs))
+                    )
+            else:
+                s = _nearest(c.spans[0], sites)
+                if s:
+                    c.site_span, c.side, c.eyelid, c.digit, c.site_id = s
+                out.append(c)
+        return out
+
+    def _merge_across(self, cands: list[Cand]) -> list[Cand]:
+        """Merge mentions of one procedure spread over a procedure-note block."""
+        out: list[Cand] = []
+        for c in cands:
+            target = None
+            for prev in reversed(out[-4:]):
+                if c.unit.idx - prev.unit.idx > 8 or prev.unit.section != c.unit.section:
+                    continue
+                if c.unit.section not in PROCEDURE_SECTIONS and c.unit.item != prev.unit.item:
+                    continue
+                if c.unit.section not in PROCEDURE_SECTIONS and c.unit.item is None:
+                    continue
+                kind = _merge_kind(prev, c)
+                if not kind:
+                    continue
+                if c.site_id and prev.site_id and (c.site_id, c.side) != (prev.site_id, prev.side):
+                    continue
+                target = prev
+                target.kind = kind
+                break
+            if target is None:
+                out.append(c)
+                continue
+            target.spans.extend(c.spans)
+            target.method = _better_method(target.method, c.method)
+            if target.site_id is None and c.site_id:
+                target.site_span, target.site_id, target.side = c.site_span, c.site_id, c.side
+                target.eyelid, target.digit = c.eyelid, c.digit
+        return out
+
+    def _fact(self, doc: Doc, c: Cand, units: list[Unit], facts: NoteFacts) -> ProcedureFact:
+        u = c.unit
+        kind = c.kind
+        if kind == "repair_generic":
+            kind = "repair"
+        pf = ProcedureFact(
+            kind=kind,
+            method=c.method,
+            status=c.status,  # type: ignore[arg-type]
+            section=u.section,
+            lesion_no=u.item,
+            rule_id=c.spans[0]._.dc_rule_id or "",
+            evidence=[_span_ev(s) for s in c.spans],
+            attrs={k: v for k, v in c.attrs.items() if k not in ("kind", "method")},
+        )
+        # units whose facts this procedure may use: its own, then its lesion item, then
+        # earlier sentences of the same section/block
+        chain = [u] + self._context_units(u, units)
+        # site
+        if c.site_id is None:
+            for v in chain[1:]:
+                s = self._sites(v)
+                if s and (len(s) == 1 or v.item is not None):
+                    c.site_span, c.side, c.eyelid, c.digit, c.site_id = s[0]
+                    break
+        if c.site_id:
+            pf.site, pf.laterality, pf.eyelid, pf.digit = c.site_id, c.side, c.eyelid, c.digit  # type: ignore[assignment]
+            if c.site_span is not None:
+                pf.evidence.append(_span_ev(c.site_span))
+        # measurements
+        self._measure(pf, c, chain)
+        # counts
+        self._count(doc, pf, c, chain)
+        # diagnoses: same sentence, then lesion item, then chain
+        pf.diagnoses = self._link_dx(c, chain, facts)
+        pf.uncertain = any(facts.diagnoses[i].uncertain for i in pf.diagnoses)
+        # intent
+        text_window = " ".join(v.text for v in chain[:2]).lower()
+        if re.search(r"\bcosmetic|self[- ]pay|for appearance|patient request|pt request", text_window):
+            pf.intent = "cosmetic"
+        elif kind == "biopsy" or re.search(r"\b(bx|biops|r/o|rule out|to exclude|diagnos)", text_window):
+            pf.intent = "diagnostic"
+        elif re.search(r"remov|shaved off|symptomatic|irritat|bleed|catch", text_window):
+            pf.intent = "removal"
+        if u.section in HISTORY_SECTIONS and pf.status == "performed":
+            pf.status = "historical"
+        return pf
+
+    def _context_units(self, u: Unit, units: list[Unit]) -> list[Unit]:
+        out: list[Unit] = []
+        # same lesion item, earlier sentences first (the item header holds the site)
+        if u.item is not None:
+            same = [v for v in units if v.item == u.item and v.idx != u.idx and v.section == u.section]
+            out.extend(sorted(same, key=lambda v: (v.idx > u.idx, abs(v.idx - u.idx))))
+        # procedure blocks: the whole section around it
+        lo = max(0, u.idx - self.inherit_window)
+        hi = min(len(units), u.idx + (self.inherit_window if u.section in PROCEDURE_SECTIONS else 1))
+        for v in sorted(units[lo:hi], key=lambda v: (v.idx > u.idx, abs(v.idx - u.idx))):
+            if v.idx == u.idx or v in out:
+                continue
+            if v.section != u.section and not (
+                u.section in PROCEDURE_SECTIONS and v.section in PROCEDURE_SECTIONS | {"preop_diagnosis", "diagnosis"}
+            ):
+                continue
+            if u.item is not None and v.item is not None and v.item != u.item:
+                continue
+            if any(e.label_ == "PROCEDURE" for e in v.ents) and u.section not in PROCEDURE_SECTIONS:
+                continue
+            out.append(v)
+        return out
+
+    def _measure(self, pf: ProcedureFact, c: Cand, chain: list[Unit]) -> None:
+        own = chain[0]
+        for v in chain:
+            meas = v.meas
+            if v is own and c.site_span is not None and len(self._sites(v)) > 1:
+                # pick the measurements nearest this site
+                meas = _nearest_meas(meas, c.site_span)
+            for sp in meas:
+                val = sp._.dc_value or {}
+                k = val.get("kind")
+                role = val.get("role")
+                if k == "size":
+                    if role == "length" or (pf.kind == "repair" and role == "lesion" and v is own):
+                        if pf.length_cm is None:
+                            pf.length_cm = val["cm"]
+                            pf.evidence.append(_span_ev(sp))
+                    elif role == "excised":
+                        if pf.excised_cm is None:
+                            pf.excised_cm = val["cm"]
+                            pf.evidence.append(_span_ev(sp))
+                    elif role == "lesion" and pf.size_cm is None and pf.kind != "repair":
+                        pf.size_cm = val["cm"]
+                        pf.evidence.append(_span_ev(sp))
+                elif k == "margin" and pf.margin_cm is None:
+                    pf.margin_cm = val["cm"]
+                    pf.evidence.append(_span_ev(sp))
+                elif k == "area" and pf.area_sqcm is None:
+                    pf.area_sqcm = val["sqcm"]
+                    pf.evidence.append(_span_ev(sp))
+                elif k == "stages" and v is own:
+                    pf.stages = max(pf.stages or 0, val["n"])
+                elif k == "stage_no":
+                    pf.stages = max(pf.stages or 0, val["n"])
+                elif k == "blocks":
+                    pf.blocks.append(val["n"])
+                elif k == "dose" and pf.dose_mg is None and v in chain[:3]:
+                    pf.dose_mg = val["value"]
+                elif k == "concentration" and v in chain[:3]:
+                    pf.attrs["conc_mg_ml"] = val["value"]
+                elif k == "volume" and v in chain[:3]:
+                    pf.attrs["volume_ml"] = val["value"]
+                elif k in ("sticks", "grams") and v in chain[:3]:
+                    pf.drug_units = float(val.get("n") or val.get("value") or 0)
+            if pf.kind not in ("repair", "mohs", "excision") and v is own and pf.size_cm is not None:
+                break
+
+    def _count(self, doc: Doc, pf: ProcedureFact, c: Cand, chain: list[Unit]) -> None:
+        total = 0
+        found = False
+        for v in chain[:2] if pf.kind not in PER_LESION else chain[:1]:
+            n, ev = _count_in(doc, self._text, v)
+            if n:
+                total += n
+                found = True
+                pf.evidence.extend(ev)
+                if v is chain[0]:
+                    break
+        if found:
+            pf.count = total
+            pf.count_text = ", ".join(e.text for e in pf.evidence[-3:])
+
+    def _link_dx(self, c: Cand, chain: list[Unit], facts: NoteFacts) -> list[int]:
+        by_unit: dict[int, list[int]] = {}
+        for i, dx in enumerate(facts.diagnoses):
+            by_unit.setdefault(dx.evidence[0].start, []).append(i)
+        picks: list[int] = []
+        for v in chain:
+            for i, dx in enumerate(facts.diagnoses):
+                s = dx.evidence[0].start
+                if v.start <= s < v.end and dx.status in ("active",):
+                    if c.site_id and dx.site and dx.site != c.site_id and v is not chain[0]:
+                        continue
+                    picks.append(i)
+            if picks:
+                break
+        if not picks:
+            # same lesion number or same site and side anywhere in assessment/pathology
+            for i, dx in enumerate(facts.diagnoses):
+                if dx.status != "active":
+                    continue
+                if c.unit.item is not None and dx.lesion_no == c.unit.item:
+                    picks.append(i)
+                elif c.site_id and dx.site == c.site_id and (dx.laterality == c.side or not c.side):
+                    picks.append(i)
+        # pathology results for this lesion go first
+        picks.sort(key=lambda i: facts.diagnoses[i].source != "pathology")
+        return picks
+
+
+def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
+    """Lesion count written in a sentence: "x12", "(6)", "12 AKs", "eighteen lesions", per-site sums."""
+    total = 0
+    ev: list[Evidence] = []
+    for sp in v.meas:
+        val = sp._.dc_value or {}
+        if val.get("kind") == "count":
+            total += val["n"]
+            ev.append(_span_ev(sp))
+    if total:
+        return total, ev
+    sent = doc.char_span(v.start, v.end, alignment_mode="expand")
+    if sent is None:
+        return 0, ev
+    toks = list(sent)
+    for j, t in enumerate(toks):
+        n = to_number(t.text) if (t.like_num or t.lower_ in _NUM_WORDS) else None
+        if n is None or n <= 0 or n > 200 or n != int(n):
+            continue
+        nxt = [x for x in toks[j + 1 : j + 4] if not x.is_space]
+        if not nxt:
+            continue
+        if nxt[0].text.lower() in ("mm", "cm", "mg", "ml", "cc", "%", "-", "/", "x", "months", "weeks", "days", "years", "yo", "y/o", ":", ".", "sec", "seconds"):
+            continue
+        hit = None
+        for x in nxt[:3]:
+            ent = x.ent_type_
+            if x.lower_ in LESION_NOUNS or ent == "DIAGNOSIS":
+                hit = x
+                break
+            if ent in ("SITE", "PROCEDURE", "LATERALITY"):
+                break
+        if hit is not None:
+            total += int(n)
+            ev.append(Evidence(start=t.idx, end=hit.idx + len(hit.text), text=text[t.idx : hit.idx + len(hit.text)]))
+    return total, ev
+
+
+_NUM_WORDS = {
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty", "thirty", "forty", "fifty", "single",
+}
+
+
+def _nearest(span: Span, sites: list) -> tuple | None:
+    if not sites:
+        return None
+    return min(sites, key=lambda s: _dist(span, s[0]) + (0 if s[0].start >= span.start else 0.5))
+
+
+def _dist(a: Span, b: Span) -> int:
+    if a.end <= b.start:
+        return b.start - a.end
+    if b.end <= a.start:
+        return a.start - b.end
+    return 0
+
+
+def _nearest_meas(meas: list[Span], site: Span) -> list[Span]:
+    """Measurements closer to this site than to any other site in the sentence."""
+    return sorted(meas, key=lambda m: _dist(m, site))[:3]
+
+
+def _merge_kind(a: Cand, b: Cand) -> str | None:
+    if a.kind == b.kind:
+        return a.kind
+    key = frozenset({a.kind, b.kind})
+    if key in COMPATIBLE:
+        return COMPATIBLE[key]
+    if {a.kind, b.kind} & {"repair_generic"} and {a.kind, b.kind} & {"repair"}:
+        return "repair"
+    return None
+
+
+def _better_method(a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if METHOD_RANK.get(a, 0) >= METHOD_RANK.get(b, 0) else b
+
+
+def _combine_status(a: str, b: str) -> str:
+    return a if a != "performed" else b
+
+
+def _repair_ok(c: Cand) -> bool:
+    """A bare "closed"/"repair" is a repair only with a length in its sentence."""
+    return any((m._.dc_value or {}).get("role") == "length" for m in c.unit.meas)
+
+
+def _neg_near(text: str, e: Span) -> bool:
+    left = text[max(0, e.start_char - 20) : e.start_char].lower()
+    right = text[e.end_char : e.end_char + 25].lower()
+    return bool(re.search(r"\bno\b|\bnot\b|without|deferred", left)) or bool(
+        re.search(r"^\W*(?:was |were )?(?:not performed|not done|deferred|declined)", right)
+    )
+
+
+def _path_near(text: str, e: Span) -> bool:
+    left = text[max(0, e.start_char - 45) : e.start_char].lower()
+    return bool(
+        re.search(
+            r"(path(?:ology)?(?: report| result)?s?\s*(?:showed|shows|revealed|returned|confirmed|c/w|:|=|-)|"
+            r"bx[- ]proven|biopsy[- ]proven|biopsy (?:showed|revealed|confirmed)|bx (?:showed|revealed)|"
+            r"histolog\w* (?:showed|revealed|confirmed|c/w)|dermpath|returned (?:as|showing))",
+            left,
+        )
+    )
+
+
+@Language.factory(
+    "dermcode_lesions",
+    assigns=["doc._.dc_facts"],
+    default_config={"inherit_window": 6},
+)
+def make_lesions(nlp: Language, name: str, inherit_window: int) -> DermLesions:
+    """Factory for lesion/procedure assembly."""
+    return DermLesions(nlp, name, inherit_window)
