@@ -71,7 +71,7 @@ class DermContext:
 @Language.factory(
     "dermcode_context",
     assigns=["span._.is_negated", "span._.is_uncertain", "span._.is_historical"],
-    default_config={"max_scope": 12},
+    default_config={"max_scope": None},
 )
 def make_context(nlp: Language, name: str, max_scope: int | None) -> DermContext:
     """Factory for ConText with ``patterns/context.jsonl``."""

@@ -56,6 +56,7 @@ COMPATIBLE = {
     frozenset({"removal", "shave_removal"}): "shave_removal",
     frozenset({"biopsy", "nail_biopsy"}): "nail_biopsy",
     frozenset({"excision", "biopsy"}): "excision",
+    frozenset({"shave_removal", "biopsy"}): "biopsy",
 }
 METHOD_RANK = {"incisional": 3, "punch": 2, "tangential": 1}
 LESION_NOUNS = {
@@ -112,10 +113,26 @@ def _ev(text: str, start: int, end: int) -> Evidence:
 
 
 def _span_ev(span: Span) -> Evidence:
-    return Evidence(start=span.start_char, end=span.end_char, text=span.text)
+    # Span.text rebuilds the string token by token; slicing the note text is far cheaper.
+    start, end = span.start_char, span.end_char
+    return Evidence.model_construct(start=start, end=end, text=span.doc.text[start:end] if _TEXT is None else _TEXT[start:end])
+
+
+_TEXT: str | None = None  # the note being assembled (set per call; components run one Doc at a time)
 
 
 def _status(span: Span, section: str) -> str:
+    key = (span.start_char, span.end_char, section)
+    hit = _STATUS_CACHE.get(key)
+    if hit is None:
+        hit = _STATUS_CACHE[key] = _status_uncached(span, section)
+    return hit
+
+
+_STATUS_CACHE: dict[tuple[int, int, str], str] = {}
+
+
+def _status_uncached(span: Span, section: str) -> str:
     if span._.is_family or section in FAMILY_SECTIONS:
         return "family"
     if span._.is_negated:
@@ -208,7 +225,9 @@ class DermLesions:
 
     # ------------------------------------------------------------------ main
     def __call__(self, doc: Doc) -> Doc:
-        self._text = doc.text
+        global _TEXT
+        self._text = _TEXT = doc.text
+        _STATUS_CACHE.clear()
         units = self._units(doc)
         facts = NoteFacts(text_length=len(self._text))
         facts.sections = list(doc._.dc_section_spans or [])
@@ -349,6 +368,7 @@ class DermLesions:
             cands.extend(self._split_by_site(u, local))
         cands = [c for c in cands if c.kind not in ("repair_generic",) or _repair_ok(c)]
         cands = self._merge_across(cands)
+        cands = self._merge_blocks(cands)
         for c in cands:
             facts.procedures.append(self._fact(doc, c, units, facts))
 
@@ -397,6 +417,42 @@ class DermLesions:
             if target.site_id is None and c.site_id:
                 target.site_span, target.site_id, target.side = c.site_span, c.site_id, c.side
                 target.eyelid, target.digit = c.eyelid, c.digit
+        return out
+
+    def _merge_blocks(self, cands: list[Cand]) -> list[Cand]:
+        """One procedure told twice: in the assessment/plan and again in a procedure note.
+
+        Merged only across that section boundary, for the same kind and the same
+        site and side (or no site on one side), so two biopsies of two back lesions
+        listed in one plan stay two.
+        """
+        out: list[Cand] = []
+        for c in cands:
+            twin = None
+            if c.unit.section in PROCEDURE_SECTIONS and c.status == "performed":
+                for prev in out:
+                    if prev.unit.section in PROCEDURE_SECTIONS or prev.status != "performed":
+                        continue
+                    kind = _merge_kind(prev, c)
+                    if not kind or getattr(prev, "_twinned", False):
+                        continue
+                    if c.site_id and prev.site_id and (c.site_id, c.side) != (prev.site_id, prev.side):
+                        continue
+                    if c.site_id is None and prev.site_id is None and prev.kind in PER_LESION:
+                        continue
+                    twin = prev
+                    twin.kind = kind
+                    break
+            if twin is None:
+                out.append(c)
+                continue
+            twin._twinned = True  # type: ignore[attr-defined]
+            twin.spans.extend(c.spans)
+            twin.method = _better_method(twin.method, c.method)
+            if twin.site_id is None and c.site_id:
+                twin.site_span, twin.site_id, twin.side = c.site_span, c.site_id, c.side
+                twin.eyelid, twin.digit = c.eyelid, c.digit
+            twin.attrs.setdefault("merged_units", []).append(c.unit.idx)
         return out
 
     def _fact(self, doc: Doc, c: Cand, units: list[Unit], facts: NoteFacts) -> ProcedureFact:
@@ -451,8 +507,14 @@ class DermLesions:
         out: list[Unit] = []
         # same lesion item, earlier sentences first (the item header holds the site)
         if u.item is not None:
-            same = [v for v in units if v.item == u.item and v.idx != u.idx and v.section == u.section]
-            out.extend(sorted(same, key=lambda v: (v.idx > u.idx, abs(v.idx - u.idx))))
+            # the same lesion number in this section, then in the exam/assessment lists
+            same = [
+                v for v in units
+                if v.item == u.item and v.idx != u.idx and v.section not in HISTORY_SECTIONS
+            ]
+            out.extend(
+                sorted(same, key=lambda v: (v.section != u.section, v.idx > u.idx, abs(v.idx - u.idx)))
+            )
         # procedure blocks: the whole section around it
         lo = max(0, u.idx - self.inherit_window)
         hi = min(len(units), u.idx + (self.inherit_window if u.section in PROCEDURE_SECTIONS else 1))
@@ -482,7 +544,9 @@ class DermLesions:
                 k = val.get("kind")
                 role = val.get("role")
                 if k == "size":
-                    if role == "length" or (pf.kind == "repair" and role == "lesion" and v is own):
+                    if role == "length" or (
+                        pf.kind == "repair" and role == "lesion" and v is own and _repair_alone(own)
+                    ):
                         if pf.length_cm is None:
                             pf.length_cm = val["cm"]
                             pf.evidence.append(_span_ev(sp))
@@ -644,6 +708,12 @@ def _better_method(a: str | None, b: str | None) -> str | None:
 
 def _combine_status(a: str, b: str) -> str:
     return a if a != "performed" else b
+
+
+def _repair_alone(u: Unit) -> bool:
+    """A sentence about a repair and nothing else: its bare length is the repair's."""
+    kinds = {(e._.dc_attrs or {}).get("kind") for e in u.ents if e.label_ == "PROCEDURE"}
+    return kinds <= {"repair", None}
 
 
 def _repair_ok(c: Cand) -> bool:

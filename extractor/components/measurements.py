@@ -135,6 +135,8 @@ class DermMeasurements:
             role = self.role_of(text, *m.span())
             if role == "tool":
                 return {"kind": "tool", "cm": cm, "role": "tool"}
+            if role == "margin":
+                return {"kind": "margin", "cm": cm, "role": "margin"}
             return {"kind": "size", "cm": cm, "dims": [cm], "role": role}
         if kind == "area":
             return {"kind": "area", "sqcm": a}

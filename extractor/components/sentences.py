@@ -121,8 +121,14 @@ class DermSentencizer:
         if len(doc) == 0:
             return doc
         texts = [t.text for t in doc]
-        for i in self.starts(texts):
+        starts = self.starts(texts)
+        for i in starts:
             doc[i].is_sent_start = True
+        # Unset tokens read as "inside a sentence", but spaCy only counts the Doc as
+        # sentence-annotated when some token after the first is set: mark the last.
+        last = len(doc) - 1
+        if last > 0 and starts[-1] != last:
+            doc[last].is_sent_start = False
         return doc
 
 
