@@ -44,6 +44,10 @@ PROCEDURE_SECTIONS = {"procedure", "anesthesia", "findings"}
 
 # Procedures coded one line per lesion: a sentence with several sites makes several.
 PER_LESION = {"biopsy", "shave", "shave_removal", "excision", "mohs", "nail_biopsy"}
+# Session procedures: every performed mention at one site is the same service.
+SESSION = {"incision_drainage", "phototherapy", "pdt", "excimer", "photography", "injection", "vascular_laser"}
+# Electrosurgery/chemicals used to stop bleeding are part of the procedure, not a destruction.
+HEMOSTASIS_METHODS = {"electrosurgery", "chemical", None}
 # Mentions that only say "something was done" and take their kind from a neighbour.
 GENERIC = {"removal", "repair_generic"}
 COMPATIBLE = {
@@ -348,9 +352,17 @@ class DermLesions:
             if not procs:
                 continue
             local: list[Cand] = []
+            hemostasis = any(
+                e.label_ == "MODIFIER_CUE" and (e._.dc_attrs or {}).get("cue") == "hemostasis"
+                for e in u.ents
+            )
             for e in procs:
                 a = e._.dc_attrs or {}
                 kind = a.get("kind", "unknown")
+                if kind == "destruction" and hemostasis and a.get("method") in HEMOSTASIS_METHODS:
+                    continue
+                if kind == "nail_debridement" and "nail" not in u.text.lower():
+                    continue  # wound or ulcer debridement: outside dermcode's code families
                 if kind == "repair" and a.get("method") is None:
                     kind = "repair_generic"
                 c = Cand(kind, u, [e], a.get("method"), status=_status(e, u.section), attrs=dict(a))
@@ -369,6 +381,7 @@ class DermLesions:
         cands = [c for c in cands if c.kind not in ("repair_generic",) or _repair_ok(c)]
         cands = self._merge_across(cands)
         cands = self._merge_blocks(cands)
+        cands = self._merge_sessions(cands)
         for c in cands:
             facts.procedures.append(self._fact(doc, c, units, facts))
 
@@ -417,6 +430,29 @@ class DermLesions:
             if target.site_id is None and c.site_id:
                 target.site_span, target.site_id, target.side = c.site_span, c.site_id, c.side
                 target.eyelid, target.digit = c.eyelid, c.digit
+        return out
+
+    def _merge_sessions(self, cands: list[Cand]) -> list[Cand]:
+        """Session services told several times (plan, procedure note, discharge summary) are one."""
+        out: list[Cand] = []
+        for c in cands:
+            if c.kind in SESSION and c.status == "performed":
+                twin = next(
+                    (
+                        p for p in out
+                        if p.kind == c.kind and p.status == "performed"
+                        and (p.site_id == c.site_id or None in (p.site_id, c.site_id))
+                        and (p.side == c.side or None in (p.side, c.side))
+                    ),
+                    None,
+                )
+                if twin is not None:
+                    twin.spans.extend(c.spans)
+                    twin.method = twin.method or c.method
+                    if twin.site_id is None and c.site_id:
+                        twin.site_span, twin.site_id, twin.side = c.site_span, c.site_id, c.side
+                    continue
+            out.append(c)
         return out
 
     def _merge_blocks(self, cands: list[Cand]) -> list[Cand]:
