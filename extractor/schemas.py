@@ -314,6 +314,7 @@ class MeasureRule(_Strict):
         "blocks", "stages", "stage_no", "sticks", "grams", "suture",
     ]
     regex: str
+    requires: list[str] | None = None  # lower-case words; the regex runs only if one occurs
     comment: str | None = None
 
 

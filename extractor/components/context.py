@@ -65,7 +65,10 @@ class DermContext:
         self.context.add(build_rules())
 
     def __call__(self, doc: Doc) -> Doc:
-        return self.context(doc)
+        # Hand ConText only its targets: it weighs every modifier against every
+        # target, and sites, sides and cues are half of the entities.
+        doc._.dc_context_targets = [e for e in doc.ents if e.label_ in TARGET_TYPES]
+        return self.context(doc, targets="dc_context_targets")
 
 
 @Language.factory(

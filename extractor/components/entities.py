@@ -14,7 +14,7 @@ its rule id and attributes as plain values.
 import re
 from typing import Any
 
-from medspacy.target_matcher import TargetMatcher
+from medspacy.common.medspacy_matcher import MedspacyMatcher
 from medspacy.target_matcher import TargetRule as MsTargetRule
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
@@ -47,7 +47,9 @@ class DermEntities:
     def __init__(self, nlp: Language, name: str) -> None:
         _extensions.register()
         self.name = name
-        self.matcher = TargetMatcher(nlp, name=f"{name}_inner", result_type=None)
+        # TargetMatcher's own engine: medspaCy's MedspacyMatcher over TargetRules. Calling
+        # it directly returns (rule, start, end) without building a Span per match.
+        self.matcher = MedspacyMatcher(nlp, name=f"{name}_inner", phrase_matcher_attr="LOWER")
         self.regexes: list[tuple[re.Pattern[str], TargetRule]] = []
         self.exact: dict[str, TargetRule] = {}
         ms_rules = []
@@ -76,14 +78,17 @@ class DermEntities:
             self.exact_matcher.add(key, [nlp.make_doc(t)])
 
     def __call__(self, doc: Doc) -> Doc:
-        found: list[tuple[Span, dict]] = [
-            (sp, sp._.target_rule.metadata) for sp in self.matcher(doc)
-        ]
+        rule_map = self.matcher.rule_map
+        strings = doc.vocab.strings
+        found: list[tuple[Span, dict]] = []
+        for match_id, start, end in self.matcher(doc):
+            rule = rule_map[strings[match_id]]
+            found.append((Span(doc, start, end, label=rule.category), rule.metadata))
         for key, start, end in self.exact_matcher(doc):
             row = self._exact_rows[key]
             found.append((Span(doc, start, end, label=row.category), {"id": row.id, "attrs": row.attrs}))
         if self.regexes:
-            text = doc.text
+            text = _extensions.note_text(doc)
             for rx, row in self.regexes:
                 for m in rx.finditer(text):
                     sp = doc.char_span(m.start(), m.end(), label=row.category, alignment_mode="expand")
@@ -91,10 +96,12 @@ class DermEntities:
                         found.append((sp, {"id": row.id, "attrs": row.attrs}))
         meta_of = {(sp.start, sp.end, sp.label): meta for sp, meta in found}
         kept = filter_spans([sp for sp, _ in found])
+        table = doc._.dc_span_meta
+        if table is None:
+            table = doc._.dc_span_meta = {}
         for span in kept:
             meta = meta_of[(span.start, span.end, span.label)]
-            span._.dc_rule_id = meta["id"]
-            span._.dc_attrs = meta["attrs"]
+            table[(span.start, span.end)] = (meta["id"], meta["attrs"])
         doc.ents = kept
         return doc
 

@@ -21,6 +21,7 @@ The result is a :class:`~extractor.schemas.NoteFacts` on ``doc._.dc_facts``.
 
 import re
 from bisect import bisect_right
+from itertools import islice
 from dataclasses import dataclass, field
 
 from spacy.language import Language
@@ -80,7 +81,7 @@ REF_RE = re.compile(
 )
 
 
-@dataclass
+@dataclass(eq=False)
 class Unit:
     """One sentence with what was found in it."""
 
@@ -91,11 +92,12 @@ class Unit:
     section: str
     item: int | None = None
     ents: list[Span] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
     meas: list[Span] = field(default_factory=list)
     sites: list | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class Cand:
     """A procedure being assembled."""
 
@@ -123,6 +125,24 @@ def _span_ev(span: Span) -> Evidence:
 
 
 _TEXT: str | None = None  # the note being assembled (set per call; components run one Doc at a time)
+_ATTRS: dict[tuple[int, int], dict] = {}  # entity (start, end) -> rule attrs, read once per Doc
+
+
+def _a(span: Span) -> dict:
+    """The rule attributes of an entity; spaCy's ``span._`` lookup is slow in a hot loop."""
+    got = _ATTRS.get((span.start, span.end))
+    return got[1] or {} if got else {}
+
+
+def _mv(span: Span) -> dict:
+    """A measurement span's normalised value."""
+    got = _ATTRS.get((span.start, span.end, "m"))
+    return got[1] or {} if got else {}
+
+
+def _rid(span: Span) -> str:
+    got = _ATTRS.get((span.start, span.end))
+    return (got[0] or "") if got else ""
 
 
 def _status(span: Span, section: str) -> str:
@@ -136,18 +156,26 @@ def _status(span: Span, section: str) -> str:
 _STATUS_CACHE: dict[tuple[int, int, str], str] = {}
 
 
+_CONTEXT: dict[tuple[int, int], set[str]] = {}  # target (start, end) -> ConText categories
+
+
 def _status_uncached(span: Span, section: str) -> str:
-    if span._.is_family or section in FAMILY_SECTIONS:
+    cats = _CONTEXT.get((span.start, span.end), ())
+    if "FAMILY" in cats or section in FAMILY_SECTIONS:
         return "family"
-    if span._.is_negated:
+    if "NEGATED_EXISTENCE" in cats:
         return "negated"
-    if span._.is_historical or section in HISTORY_SECTIONS:
+    if "HISTORICAL" in cats or section in HISTORY_SECTIONS:
         return "historical"
-    if span._.is_hypothetical:
+    if "HYPOTHETICAL" in cats:
         return "hypothetical"
-    if span._.is_planned:
+    if "PLANNED" in cats:
         return "planned"
     return "performed"
+
+
+def _uncertain(span: Span) -> bool:
+    return "POSSIBLE_EXISTENCE" in _CONTEXT.get((span.start, span.end), ())
 
 
 class DermLesions:
@@ -185,6 +213,7 @@ class DermLesions:
             k = bisect_right(starts, ent.start_char) - 1
             if k >= 0:
                 units[k].ents.append(ent)
+                units[k].labels.append(ent.label_)
         for sp in doc.spans.get("dc_measure", []):
             k = bisect_right(starts, sp.start_char) - 1
             if k >= 0:
@@ -202,22 +231,25 @@ class DermLesions:
     def _find_sites(unit: Unit, text: str) -> list:
         out = []
         ents = unit.ents
+        labels = unit.labels
+        if "SITE" not in labels:
+            return out
         for j, e in enumerate(ents):
-            if e.label_ != "SITE":
+            if labels[j] != "SITE":
                 continue
-            a = e._.dc_attrs or {}
+            a = _a(e)
             side = a.get("side")
             # laterality right before the site ("L forearm", "right upper eyelid")
             for k in (j - 1, j - 2):
-                if side is None and k >= 0 and ents[k].label_ == "LATERALITY":
+                if side is None and k >= 0 and labels[k] == "LATERALITY":
                     gap = text[ents[k].end_char : e.start_char]
                     if len(gap) <= 12 and not re.search(r"[.;:]", gap):
-                        side = ents[k]._.dc_attrs["side"]
+                        side = _a(ents[k])["side"]
             # or right after ("forearm, left", "ear (R)")
-            if side is None and j + 1 < len(ents) and ents[j + 1].label_ == "LATERALITY":
+            if side is None and j + 1 < len(ents) and labels[j + 1] == "LATERALITY":
                 gap = text[e.end_char : ents[j + 1].start_char]
                 if len(gap) <= 3 and not re.search(r"[.;]", gap):
-                    side = ents[j + 1]._.dc_attrs["side"]
+                    side = _a(ents[j + 1])["side"]
             out.append((e, side, a.get("eyelid"), a.get("digit_number"), a.get("site")))
         # merge adjacent sites naming one place ("upper eyelid" + "canthus", "nasal tip")
         merged: list = []
@@ -230,8 +262,14 @@ class DermLesions:
     # ------------------------------------------------------------------ main
     def __call__(self, doc: Doc) -> Doc:
         global _TEXT
-        self._text = _TEXT = doc.text
+        self._text = _TEXT = _extensions.note_text(doc)
         _STATUS_CACHE.clear()
+        global _ATTRS, _CONTEXT
+        _ATTRS = doc._.dc_span_meta or {}
+        _CONTEXT = {}
+        graph = doc._.context_graph
+        for target, modifier in graph.edges if graph is not None else ():
+            _CONTEXT.setdefault((target.start, target.end), set()).add(modifier.category)
         units = self._units(doc)
         facts = NoteFacts(text_length=len(self._text))
         facts.sections = list(doc._.dc_section_spans or [])
@@ -247,7 +285,7 @@ class DermLesions:
         for u in units:
             for e in u.ents:
                 if e.label_ == "ENCOUNTER":
-                    pt = e._.dc_attrs.get("patient")
+                    pt = _a(e).get("patient")
                     if facts.patient is None or (pt == "new" and facts.patient != "new"):
                         if pt == "new" and re.search(r"referred by|referral from", e.text, re.I):
                             if facts.patient is not None:
@@ -259,7 +297,7 @@ class DermLesions:
         for u in units:
             for e in u.ents:
                 if e.label_ == "MODIFIER_CUE":
-                    facts.cues.setdefault(e._.dc_attrs.get("cue", "other"), []).append(_span_ev(e))
+                    facts.cues.setdefault(_a(e).get("cue", "other"), []).append(_span_ev(e))
 
     def _dermoscopy(self, doc: Doc, units: list[Unit], facts: NoteFacts) -> None:
         d = DermoscopyFact()
@@ -268,7 +306,7 @@ class DermLesions:
             in_derm_section = u.section == "dermoscopy"
             for e in u.ents:
                 if e.label_ == "DERMOSCOPY":
-                    if e._.is_negated or _neg_near(self._text, e):
+                    if _neg_near(self._text, e):
                         d.negated_mentions.append(_span_ev(e))
                     else:
                         d.mentions.append(_span_ev(e))
@@ -278,9 +316,9 @@ class DermLesions:
                     ):
                         d.findings.append(_span_ev(e))
                 elif e.label_ == "DERMOSCOPY_IMAGE":
-                    cat = str(e._.dc_attrs.get("category_number"))
+                    cat = str(_a(e).get("category_number"))
                     d.image_cues.setdefault(cat, []).append(_span_ev(e))
-                elif e.label_ == "MODIFIER_CUE" and e._.dc_attrs.get("cue") == "management":
+                elif e.label_ == "MODIFIER_CUE" and _a(e).get("cue") == "management":
                     d.management.append(_span_ev(e))
             if in_derm_section and not any(x.label_ == "DERMOSCOPY" for x in u.ents):
                 # a "Dermoscopy:" title is itself the mention
@@ -329,17 +367,17 @@ class DermLesions:
                 )
                 site = _nearest(e, sites)
                 dx = DiagnosisFact(
-                    concept=str((e._.dc_attrs or {}).get("concept", "unknown")),
+                    concept=str(_a(e).get("concept", "unknown")),
                     text=e.text,
                     status=status,
-                    uncertain=bool(e._.is_uncertain),
+                    uncertain=_uncertain(e),
                     source=source,
                     site=site[4] if site else None,
                     laterality=site[1] if site else None,
                     eyelid=site[2] if site else None,
                     lesion_no=u.item,
                     section=u.section,
-                    rule_id=e._.dc_rule_id or "",
+                    rule_id=_rid(e),
                     evidence=[_span_ev(e)] + ([_span_ev(site[0])] if site else []),
                 )
                 facts.diagnoses.append(dx)
@@ -353,11 +391,11 @@ class DermLesions:
                 continue
             local: list[Cand] = []
             hemostasis = any(
-                e.label_ == "MODIFIER_CUE" and (e._.dc_attrs or {}).get("cue") == "hemostasis"
+                e.label_ == "MODIFIER_CUE" and _a(e).get("cue") == "hemostasis"
                 for e in u.ents
             )
             for e in procs:
-                a = e._.dc_attrs or {}
+                a = _a(e)
                 kind = a.get("kind", "unknown")
                 if kind == "destruction" and hemostasis and a.get("method") in HEMOSTASIS_METHODS:
                     continue
@@ -502,7 +540,7 @@ class DermLesions:
             status=c.status,  # type: ignore[arg-type]
             section=u.section,
             lesion_no=u.item,
-            rule_id=c.spans[0]._.dc_rule_id or "",
+            rule_id=_rid(c.spans[0]),
             evidence=[_span_ev(s) for s in c.spans],
             attrs={k: v for k, v in c.attrs.items() if k not in ("kind", "method")},
         )
@@ -576,7 +614,7 @@ class DermLesions:
                 # pick the measurements nearest this site
                 meas = _nearest_meas(meas, c.site_span)
             for sp in meas:
-                val = sp._.dc_value or {}
+                val = _mv(sp)
                 k = val.get("kind")
                 role = val.get("role")
                 if k == "size":
@@ -659,41 +697,59 @@ class DermLesions:
         return picks
 
 
+_NUM_RE = re.compile(
+    r"(?i)(?<![\w.#/-])(\d{1,3}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|single)"
+    r"(?![\w.%/-])"
+)
+_WORD_RE = re.compile(r"[\w'/-]+|[^\w\s]")
+_NOT_COUNTED = {
+    "mm", "cm", "mg", "ml", "cc", "%", "-", "/", "x", "months", "month", "weeks", "week", "days",
+    "day", "years", "year", "yo", "y/o", ":", ".", "sec", "seconds", "minutes", "min", "times",
+    "cycles", "cycle", "hours", "hrs", "units", "g", "gm", "stages", "stage", "blocks", "sutures",
+}
+
+
 def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
-    """Lesion count written in a sentence: "x12", "(6)", "12 AKs", "eighteen lesions", per-site sums."""
+    """Lesion count written in a sentence: "x12", "(6)", "12 AKs", "eighteen lesions", per-site sums.
+
+    Works on the sentence text and its entity offsets: a number counts when one of the
+    next three words is a lesion noun or starts a diagnosis, before any site,
+    procedure or side intervenes ("3 AKs", "two warts", "face 6 lesions, arms 5 lesions").
+    """
     total = 0
     ev: list[Evidence] = []
     for sp in v.meas:
-        val = sp._.dc_value or {}
+        val = _mv(sp)
         if val.get("kind") == "count":
             total += val["n"]
             ev.append(_span_ev(sp))
     if total:
         return total, ev
-    sent = doc.char_span(v.start, v.end, alignment_mode="expand")
-    if sent is None:
+    stext = v.text
+    if not _NUM_RE.search(stext):
         return 0, ev
-    toks = list(sent)
-    for j, t in enumerate(toks):
-        n = to_number(t.text) if (t.like_num or t.lower_ in _NUM_WORDS) else None
-        if n is None or n <= 0 or n > 200 or n != int(n):
+    starts = {e.start_char - v.start: e.label_ for e in v.ents}
+    for m in _NUM_RE.finditer(stext):
+        n = to_number(m.group(1))
+        if n is None or n <= 0 or n > 200:
             continue
-        nxt = [x for x in toks[j + 1 : j + 4] if not x.is_space]
-        if not nxt:
-            continue
-        if nxt[0].text.lower() in ("mm", "cm", "mg", "ml", "cc", "%", "-", "/", "x", "months", "weeks", "days", "years", "yo", "y/o", ":", ".", "sec", "seconds"):
-            continue
-        hit = None
-        for x in nxt[:3]:
-            ent = x.ent_type_
-            if x.lower_ in LESION_NOUNS or ent == "DIAGNOSIS":
-                hit = x
+        pos = m.end()
+        hit_end = None
+        for k, w in enumerate(islice(_WORD_RE.finditer(stext, pos), 3)):
+            word = w.group(0).lower()
+            if k == 0 and word in _NOT_COUNTED:
                 break
-            if ent in ("SITE", "PROCEDURE", "LATERALITY"):
+            label = starts.get(w.start())
+            if word in LESION_NOUNS or label == "DIAGNOSIS":
+                hit_end = w.end()
                 break
-        if hit is not None:
+            if label in ("SITE", "PROCEDURE", "LATERALITY"):
+                break
+        if hit_end is not None:
             total += int(n)
-            ev.append(Evidence(start=t.idx, end=hit.idx + len(hit.text), text=text[t.idx : hit.idx + len(hit.text)]))
+            s0, e0 = v.start + m.start(), v.start + hit_end
+            ev.append(Evidence.model_construct(start=s0, end=e0, text=text[s0:e0]))
     return total, ev
 
 
@@ -748,13 +804,13 @@ def _combine_status(a: str, b: str) -> str:
 
 def _repair_alone(u: Unit) -> bool:
     """A sentence about a repair and nothing else: its bare length is the repair's."""
-    kinds = {(e._.dc_attrs or {}).get("kind") for e in u.ents if e.label_ == "PROCEDURE"}
+    kinds = {_a(e).get("kind") for e in u.ents if e.label_ == "PROCEDURE"}
     return kinds <= {"repair", None}
 
 
 def _repair_ok(c: Cand) -> bool:
     """A bare "closed"/"repair" is a repair only with a length in its sentence."""
-    return any((m._.dc_value or {}).get("role") == "length" for m in c.unit.meas)
+    return any(_mv(m).get("role") == "length" for m in c.unit.meas)
 
 
 def _neg_near(text: str, e: Span) -> bool:

@@ -86,10 +86,15 @@ class DermMeasurements:
         return "lesion"
 
     def __call__(self, doc: Doc) -> Doc:
-        text = doc.text
+        text = _extensions.note_text(doc)
+        low = text.lower()
+        meta: dict = {}
         taken: list[tuple[int, int]] = []
         spans: list[Span] = []
         for comp in self.rules:
+            req = comp.rule.requires
+            if req and not any(w in low for w in req):
+                continue
             for m in comp.regex.finditer(text):
                 s, e = m.span()
                 if s == e or any(s < te and ts < e for ts, te in taken):
@@ -101,11 +106,15 @@ class DermMeasurements:
                 span = doc.char_span(s, e, label=comp.rule.kind, alignment_mode="expand")
                 if span is None:
                     continue
-                span._.dc_value = value
-                span._.dc_rule_id = comp.rule.id
+                meta[(span.start, span.end, "m")] = (comp.rule.id, value)
                 spans.append(span)
         spans.sort(key=lambda sp: sp.start_char)
         doc.spans["dc_measure"] = spans
+        table = doc._.dc_span_meta
+        if table is None:
+            table = doc._.dc_span_meta = {}
+        # measurement spans may share offsets with an entity; they are read by (start, end, "m")
+        table.update(meta)
         return doc
 
     def _value(self, rule: MeasureRule, m: re.Match[str], text: str) -> dict | None:

@@ -1,13 +1,21 @@
-"""dermcode_sections: note sections with medspaCy's Sectionizer and our title list.
+"""dermcode_sections: note sections from medspaCy section rules and our title list.
 
 A title counts only when it is followed by a colon, a dash or a line break, so the
 word "plan" inside a sentence does not open a plan section while "PLAN:," in an
-MTSamples export and "Assessment and Plan" alone on a line do. The resulting
-sections are also stored as plain (category, start_char, end_char) triples.
+MTSamples export and "Assessment and Plan" alone on a line do.
+
+The titles are medspaCy ``SectionRule`` objects matched by ``MedspacyMatcher`` (the
+Sectionizer's own matcher, longest match wins), and the result is a list of
+medspaCy ``Section`` objects on ``doc._.sections``, as the Sectionizer would set.
+We do not call ``Sectionizer.__call__`` itself: after matching it writes section
+attributes onto every token of the note, which cost more than the rest of the
+stage and which nothing in dermcode reads. Sections are also stored as plain
+(category, start_char, end_char) triples on ``doc._.dc_section_spans``.
 """
 
 
-from medspacy.section_detection import Section, Sectionizer, SectionRule
+from medspacy.common.medspacy_matcher import MedspacyMatcher
+from medspacy.section_detection import Section, SectionRule
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -31,18 +39,33 @@ def build_rules() -> list[SectionRule]:
 
 
 class DermSections:
-    """Runs the Sectionizer and keeps plain section triples on the Doc."""
+    """Finds section titles and keeps medspaCy Sections and plain triples on the Doc."""
 
     def __init__(self, nlp: Language, name: str) -> None:
         _extensions.register()
+        if not Doc.has_extension("sections"):
+            Doc.set_extension("sections", default=None)
         self.name = name
-        self.sectionizer = Sectionizer(nlp, name=f"{name}_inner", rules=None, span_attrs=None)
-        self.sectionizer.add(build_rules())
+        self.matcher = MedspacyMatcher(nlp, name=f"{name}_inner", phrase_matcher_attr="LOWER")
+        self.matcher.add(build_rules())
+
+    def _sections(self, doc: Doc) -> list[Section]:
+        """Title matches → Section objects: each body runs to the next title."""
+        rule_map = self.matcher.rule_map
+        strings = doc.vocab.strings
+        matches = sorted(self.matcher(doc), key=lambda m: m[1])
+        out: list[Section] = []
+        if not matches or matches[0][1] != 0:
+            out.append(Section(None, 0, 0, 0, matches[0][1] if matches else len(doc)))
+        for i, (match_id, start, end) in enumerate(matches):
+            rule = rule_map[strings[match_id]]
+            body_end = matches[i + 1][1] if i + 1 < len(matches) else len(doc)
+            out.append(Section(rule.category, start, end, end, body_end, None, rule))
+        return out
 
     def __call__(self, doc: Doc) -> Doc:
-        doc = self.sectionizer(doc)
         kept: list[Section] = []
-        for sec in doc._.sections:
+        for sec in self._sections(doc):
             if sec.category is None or _valid_title(doc, sec):
                 kept.append(sec)
             elif kept:  # not a title after all: its text belongs to the section before
