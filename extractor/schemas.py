@@ -142,7 +142,11 @@ class SiteRow(_Strict):
 
 # --------------------------------------------------------------------------- facts
 
-Status = Literal["performed", "negated", "historical", "planned", "hypothetical", "family"]
+# "mentioned": named only in the chief complaint, HPI or indications of a note that
+# documents its procedures elsewhere ("She elected excision over Mohs").
+Status = Literal[
+    "performed", "negated", "historical", "planned", "hypothetical", "family", "mentioned"
+]
 Laterality = Literal["left", "right", "bilateral"]
 
 
@@ -340,3 +344,12 @@ class CptOutcome(BaseModel):
     # (procedure index, missing element) for every conservative default applied:
     # element in technique|size|margins|site|laterality|count|histology|diagnosis
     defaults: list[tuple[int, str]] = Field(default_factory=list)
+
+
+class ProcedureDxFit(_Strict):
+    """Which diagnosis classes can justify a procedure kind, for linking a procedure
+    whose own sentence names no diagnosis to the note's assessment."""
+
+    kind: str
+    classes: list[str]
+    comment: str | None = None

@@ -29,15 +29,21 @@ from spacy.tokens import Doc, Span
 
 from extractor import _extensions
 from extractor.components.measurements import to_number
+from extractor.patterns import cached_family
 from extractor.schemas import (
     DermoscopyFact,
     DiagnosisFact,
     Evidence,
     NoteFacts,
+    ProcedureDxFit,
     ProcedureFact,
 )
 
 HISTORY_SECTIONS = {"history", "social_history", "medications", "allergies", "ros"}
+# Sections that give the reason for a visit; their procedure words are not the record
+# of what was done when the note has a procedure, plan or assessment section too.
+REASON_SECTIONS = {"chief_complaint", "hpi", "preop_diagnosis"}
+DOING_SECTIONS = {"procedure", "plan", "assessment_plan", "assessment", "findings"}
 FAMILY_SECTIONS = {"family_history"}
 PATHOLOGY_SECTIONS = {"pathology", "diagnosis"}
 ASSESSMENT_SECTIONS = {"assessment", "assessment_plan", "plan", "preop_diagnosis", "diagnosis"}
@@ -185,6 +191,15 @@ class DermLesions:
         _extensions.register()
         self.name = name
         self.inherit_window = inherit_window
+        from extractor.coding.icd10 import load_tables
+
+        tables = load_tables()
+        self.catchalls = {cid for cid, row in tables.concepts.items() if row.catchall}
+        self.dx_class = {cid: row.cpt_class for cid, row in tables.concepts.items()}
+        self.fit = {
+            row.kind: set(row.classes)
+            for row in cached_family("coding/procedure_dx_fit.jsonl", ProcedureDxFit)
+        }
 
     # ------------------------------------------------------------------ units
     def _units(self, doc: Doc) -> list[Unit]:
@@ -341,8 +356,13 @@ class DermLesions:
     def _diagnoses(self, doc: Doc, units: list[Unit], facts: NoteFacts) -> None:
         for u in units:
             sites = self._sites(u)
-            for e in u.ents:
-                if e.label_ != "DIAGNOSIS":
+            dx_ents = [e for e, lab in zip(u.ents, u.labels) if lab == "DIAGNOSIS"]
+            concepts = [str(_a(e).get("concept", "unknown")) for e in dx_ents]
+            # "12 lesions", "papules" beside "actinic keratoses" in one sentence are the
+            # same lesions named loosely: keep the specific diagnosis only.
+            specific = any(c not in self.catchalls for c in concepts)
+            for e, concept in zip(dx_ents, concepts):
+                if specific and concept in self.catchalls:
                     continue
                 status = {
                     "family": "family",
@@ -367,7 +387,7 @@ class DermLesions:
                 )
                 site = _nearest(e, sites)
                 dx = DiagnosisFact(
-                    concept=str(_a(e).get("concept", "unknown")),
+                    concept=concept,
                     text=e.text,
                     status=status,
                     uncertain=_uncertain(e),
@@ -417,11 +437,78 @@ class DermLesions:
                     local.append(c)
             cands.extend(self._split_by_site(u, local))
         cands = [c for c in cands if c.kind not in ("repair_generic",) or _repair_ok(c)]
+        if any(u.section in DOING_SECTIONS for u in units):
+            for c in cands:
+                if c.unit.section in REASON_SECTIONS and c.status == "performed":
+                    c.status = "mentioned"
         cands = self._merge_across(cands)
         cands = self._merge_blocks(cands)
         cands = self._merge_sessions(cands)
         for c in cands:
             facts.procedures.append(self._fact(doc, c, units, facts))
+        self._consolidate_repairs(facts)
+        self._fill_from_blocks(units, facts)
+
+    @staticmethod
+    def _consolidate_repairs(facts: NoteFacts) -> None:
+        """A repair named in the procedure line and measured in the description is one repair.
+
+        Mentions merge when one has the class and the other the length, at the same
+        site (or no site on one side); two measured repairs stay two (they are summed
+        or kept apart by the CPT engine, per class and site group).
+        """
+        reps = [p for p in facts.procedures if p.kind == "repair" and p.status == "performed"]
+        drop: set[int] = set()
+        for i, a in enumerate(reps):
+            if id(a) in drop:
+                continue
+            for b in reps[i + 1 :]:
+                if id(b) in drop:
+                    continue
+                if a.site and b.site and (a.site, a.laterality) != (b.site, b.laterality):
+                    continue
+                if a.method and b.method and a.method != b.method and "simple" not in (a.method, b.method):
+                    continue
+                if a.length_cm is not None and b.length_cm is not None:
+                    continue
+                a.method = _better_class(a.method, b.method)
+                a.length_cm = a.length_cm if a.length_cm is not None else b.length_cm
+                a.site = a.site or b.site
+                a.laterality = a.laterality or b.laterality
+                a.evidence.extend(b.evidence)
+                a.diagnoses = a.diagnoses or b.diagnoses
+                drop.add(id(b))
+        facts.procedures = [p for p in facts.procedures if id(p) not in drop]
+
+    def _fill_from_blocks(self, units: list[Unit], facts: NoteFacts) -> None:
+        """Sizes written in a procedure description, far from the procedure's own line.
+
+        Only when the note has a single performed procedure of that kind, so the
+        measurement cannot belong to another lesion.
+        """
+        block = [u for u in units if u.section in PROCEDURE_SECTIONS]
+        if not block:
+            return
+        wants = {"excision": ("size_cm", "margin_cm"), "shave_removal": ("size_cm",),
+                 "destruction": ("size_cm",), "repair": ("length_cm",)}
+        for kind, fields in wants.items():
+            same = [p for p in facts.procedures if p.kind == kind and p.status == "performed"]
+            if len(same) != 1:
+                continue
+            p = same[0]
+            for field_name in fields:
+                if getattr(p, field_name) is not None:
+                    continue
+                role = {"size_cm": ("size", "lesion"), "margin_cm": ("margin", "margin"),
+                        "length_cm": ("size", "length")}[field_name]
+                for u in block:
+                    hit = next(
+                        (m for m in u.meas if (_mv(m).get("kind"), _mv(m).get("role")) == role), None
+                    )
+                    if hit is not None:
+                        setattr(p, field_name, _mv(hit)["cm"])
+                        p.evidence.append(_span_ev(hit))
+                        break
 
     def _split_by_site(self, u: Unit, local: list[Cand]) -> list[Cand]:
         sites = self._sites(u)
@@ -445,8 +532,14 @@ class DermLesions:
         out: list[Cand] = []
         for c in cands:
             target = None
-            for prev in reversed(out[-4:]):
-                if c.unit.idx - prev.unit.idx > 8 or prev.unit.section != c.unit.section:
+            for prev in reversed(out[-6:]):
+                in_block = c.unit.section in PROCEDURE_SECTIONS and prev.unit.section in PROCEDURE_SECTIONS
+                # a description sentence with no site of its own continues the procedure
+                # named earlier in the operative note, however long the description
+                far_ok = in_block and c.site_id is None and c.status == prev.status == "performed"
+                if not far_ok and (
+                    c.unit.idx - prev.unit.idx > 8 or prev.unit.section != c.unit.section
+                ):
                     continue
                 if c.unit.section not in PROCEDURE_SECTIONS and c.unit.item != prev.unit.item:
                     continue
@@ -692,9 +785,35 @@ class DermLesions:
                     picks.append(i)
                 elif c.site_id and dx.site == c.site_id and (dx.laterality == c.side or not c.side):
                     picks.append(i)
+        if not picks:
+            picks = self._fallback_dx(c, facts)
         # pathology results for this lesion go first
         picks.sort(key=lambda i: facts.diagnoses[i].source != "pathology")
         return picks
+
+    def _fallback_dx(self, c: Cand, facts: NoteFacts) -> list[int]:
+        """No diagnosis near the procedure: the note's active diagnoses that can justify it.
+
+        "NB-UVB today" in a psoriasis note is for the psoriasis; assessment and
+        pathology mentions are preferred, and each concept is taken once.
+        """
+        classes = self.fit.get(c.kind)
+        if not classes:
+            return []
+        ranked = sorted(
+            (
+                i for i, dx in enumerate(facts.diagnoses)
+                if dx.status == "active" and self.dx_class.get(dx.concept) in classes
+            ),
+            key=lambda i: facts.diagnoses[i].source not in ("assessment", "pathology", "procedure"),
+        )
+        out: list[int] = []
+        seen: set[str] = set()
+        for i in ranked:
+            if facts.diagnoses[i].concept not in seen:
+                seen.add(facts.diagnoses[i].concept)
+                out.append(i)
+        return out[:1] if c.kind in PER_LESION else out[:2]
 
 
 _NUM_RE = re.compile(
@@ -788,6 +907,16 @@ def _merge_kind(a: Cand, b: Cand) -> str | None:
     if {a.kind, b.kind} & {"repair_generic"} and {a.kind, b.kind} & {"repair"}:
         return "repair"
     return None
+
+
+_CLASS_RANK = {"complex": 3, "intermediate": 2, "simple": 1}
+
+
+def _better_class(a: str | None, b: str | None) -> str | None:
+    """The more complicated repair class of two mentions of one repair."""
+    if a is None or b is None:
+        return a or b
+    return a if _CLASS_RANK.get(a, 0) >= _CLASS_RANK.get(b, 0) else b
 
 
 def _better_method(a: str | None, b: str | None) -> str | None:
