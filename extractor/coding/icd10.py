@@ -501,9 +501,8 @@ class _NoteCoder:
         unspecified: list[int] = []
         for k in self.performed:
             p = self.f.procedures[k]
-            has_dx = any(0 <= j < len(self.dx) and self.known[j] for j in p.diagnoses)
-            if p.kind in ADJUNCT_KINDS and not has_dx:
-                continue
+            if p.kind in ADJUNCT_KINDS:
+                continue  # a repair or flap is coded for the lesion of its excision/Mohs
             hits, only_catchall = self.code_procedure(k)
             self.hits.extend(hits)
             pointers[k] = list(dict.fromkeys(h.code for h in hits))
@@ -537,6 +536,12 @@ class _NoteCoder:
             elif st == "history" and c.history_code:
                 self.hits.append(self._z_hit(c.history_code, d, 2, i, 0.85))
             elif st == "active" and not d.uncertain and not self._overridden(i):
+                if c.catchall and any(
+                    self.known[j] and self.status(j) == "active"
+                    and not self.t.concepts[self.dx[j].concept].catchall
+                    for j in range(len(self.dx))
+                ):
+                    continue  # §13.6: a catch-all only when nothing specific is documented
                 if d.source not in ASSESSING_SOURCES and has_assessment and d.concept not in named:
                     continue  # §13.1: exam/history findings only when the assessment names them
                 if (

@@ -167,10 +167,10 @@ _CONTEXT: dict[tuple[int, int], set[str]] = {}  # target (start, end) -> ConText
 
 def _status_uncached(span: Span, section: str) -> str:
     cats = _CONTEXT.get((span.start, span.end), ())
+    if "NEGATED_EXISTENCE" in cats:  # "no FHx of skin cancer" is nothing at all
+        return "negated"
     if "FAMILY" in cats or section in FAMILY_SECTIONS:
         return "family"
-    if "NEGATED_EXISTENCE" in cats:
-        return "negated"
     if "HISTORICAL" in cats or section in HISTORY_SECTIONS:
         return "historical"
     if "HYPOTHETICAL" in cats:
@@ -448,6 +448,33 @@ class DermLesions:
             facts.procedures.append(self._fact(doc, c, units, facts))
         self._consolidate_repairs(facts)
         self._fill_from_blocks(units, facts)
+        self._absorb_into_mohs(facts)
+        # "Remove sutures", "removal" with nothing removed named: not a procedure
+        facts.procedures = [
+            p for p in facts.procedures if not (p.kind == "removal" and not p.diagnoses)
+        ]
+
+    @staticmethod
+    def _absorb_into_mohs(facts: NoteFacts) -> None:
+        """Debulking curettage, the excised layers and frozen sections are Mohs itself."""
+        mohs = [p for p in facts.procedures if p.kind == "mohs" and p.status == "performed"]
+        if not mohs:
+            return
+        parts = {"destruction", "excision", "shave", "shave_removal", "biopsy", "removal"}
+        keep = []
+        for p in facts.procedures:
+            if (
+                p.kind in parts
+                and p.status == "performed"
+                and p.section in PROCEDURE_SECTIONS | {"none"}
+                and any(m.site in (None, p.site) or p.site is None for m in mohs)
+            ):
+                host = next((m for m in mohs if m.site in (None, p.site) or p.site is None), mohs[0])
+                host.evidence.extend(p.evidence)
+                host.diagnoses = host.diagnoses or p.diagnoses
+                continue
+            keep.append(p)
+        facts.procedures = keep
 
     @staticmethod
     def _consolidate_repairs(facts: NoteFacts) -> None:
@@ -785,6 +812,16 @@ class DermLesions:
                     picks.append(i)
                 elif c.site_id and dx.site == c.site_id and (dx.laterality == c.side or not c.side):
                     picks.append(i)
+        if picks and all(facts.diagnoses[i].concept in self.catchalls for i in picks):
+            better = [
+                i for i, dx in enumerate(facts.diagnoses)
+                if dx.status == "active" and dx.concept not in self.catchalls
+                and dx.site is not None and dx.site == (c.site_id or dx.site)
+                and (c.side is None or dx.laterality in (None, c.side))
+                and self.dx_class.get(dx.concept) in self.fit.get(c.kind, {self.dx_class.get(dx.concept)})
+            ]
+            if better and c.site_id is not None:
+                picks = better[:2]
         if not picks:
             picks = self._fallback_dx(c, facts)
         # pathology results for this lesion go first
