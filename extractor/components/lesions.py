@@ -424,9 +424,11 @@ class DermLesions:
                 if kind == "repair" and a.get("method") is None:
                     kind = "repair_generic"
                 c = Cand(kind, u, [e], a.get("method"), status=_status(e, u.section), attrs=dict(a))
+                if c.status == "performed" and _DATED.match(self._text, e.end_char):
+                    c.status = "historical"  # "Bx 02/11/2026", "Mohs (2019)": an earlier visit
                 # merge with a compatible mention of the same sentence
                 for other in local:
-                    merged = _merge_kind(other, c)
+                    merged = _merge_kind(other, c) if other.status == c.status else None
                     if merged:
                         other.kind = merged
                         other.spans.append(e)
@@ -453,6 +455,28 @@ class DermLesions:
         facts.procedures = [
             p for p in facts.procedures if not (p.kind == "removal" and not p.diagnoses)
         ]
+
+    @staticmethod
+    def _mohs_stages(units: list[Unit], p: ProcedureFact) -> None:
+        """Stages and blocks of the one Mohs case in the note ("Stage 2 - 6 blocks")."""
+        stages = 0
+        blocks: dict[int, int] = {}
+        for u in units:
+            if u.section in HISTORY_SECTIONS:
+                continue
+            stage_here = None
+            for m in u.meas:
+                v = _mv(m)
+                if v.get("kind") == "stage_no":
+                    stage_here = v["n"]
+                    stages = max(stages, v["n"])
+                elif v.get("kind") == "stages":
+                    stages = max(stages, v["n"])
+                elif v.get("kind") == "blocks" and stage_here is not None:
+                    blocks[stage_here] = v["n"]
+        if stages:
+            p.stages = stages
+            p.blocks = [blocks.get(i, 0) for i in range(1, stages + 1)] if blocks else []
 
     @staticmethod
     def _absorb_into_mohs(facts: NoteFacts) -> None:
@@ -513,6 +537,9 @@ class DermLesions:
         Only when the note has a single performed procedure of that kind, so the
         measurement cannot belong to another lesion.
         """
+        mohs = [p for p in facts.procedures if p.kind == "mohs" and p.status == "performed"]
+        if len(mohs) == 1 and mohs[0].stages is None:
+            self._mohs_stages(units, mohs[0])
         block = [u for u in units if u.section in PROCEDURE_SECTIONS]
         if not block:
             return
@@ -674,6 +701,13 @@ class DermLesions:
                 if s and (len(s) == 1 or v.item is not None):
                     c.site_span, c.side, c.eyelid, c.digit, c.site_id = s[0]
                     break
+        if c.site_id is None:
+            # "Dx: invasive SCC, R posterior shoulder" names the Mohs site for the whole note
+            for i in self._link_dx(c, chain, facts):
+                dx = facts.diagnoses[i]
+                if dx.site:
+                    c.site_id, c.side, c.eyelid = dx.site, dx.laterality, dx.eyelid
+                    break
         if c.site_id:
             pf.site, pf.laterality, pf.eyelid, pf.digit = c.site_id, c.side, c.eyelid, c.digit  # type: ignore[assignment]
             if c.site_span is not None:
@@ -711,7 +745,7 @@ class DermLesions:
             )
         # procedure blocks: the whole section around it
         lo = max(0, u.idx - self.inherit_window)
-        hi = min(len(units), u.idx + (self.inherit_window if u.section in PROCEDURE_SECTIONS else 1))
+        hi = min(len(units), u.idx + (self.inherit_window if u.section in PROCEDURE_SECTIONS else 3))
         for v in sorted(units[lo:hi], key=lambda v: (v.idx > u.idx, abs(v.idx - u.idx))):
             if v.idx == u.idx or v in out:
                 continue
@@ -738,8 +772,8 @@ class DermLesions:
                 k = val.get("kind")
                 role = val.get("role")
                 if k == "size":
-                    if role == "length" or (
-                        pf.kind == "repair" and role == "lesion" and v is own and _repair_alone(own)
+                    if pf.kind == "repair" and (
+                        role == "length" or (role == "lesion" and v is own and _repair_alone(own))
                     ):
                         if pf.length_cm is None:
                             pf.length_cm = val["cm"]
@@ -853,6 +887,9 @@ class DermLesions:
         return out[:1] if c.kind in PER_LESION else out[:2]
 
 
+_DATED = re.compile(
+    r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
+)
 _NUM_RE = re.compile(
     r"(?i)(?<![\w.#/-])(\d{1,3}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
     r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|single)"

@@ -44,6 +44,9 @@ def to_cm(value: float, unit: str | None) -> float:
     return value / 10.0 if unit and unit.lower().startswith(("mm", "milli")) else value
 
 
+_SENT_END = re.compile(r"(?<=[.;])\s+(?=[A-Z#\d])|\n\s*\n|\n(?=\s*[A-Z#\d-])")
+
+
 @dataclass(frozen=True)
 class _Compiled:
     rule: MeasureRule
@@ -73,17 +76,29 @@ class DermMeasurements:
         ]
 
     def role_of(self, text: str, start: int, end: int) -> str:
-        """The first role whose words stand within its window of the measurement."""
-        for role, rx in self._role_res:
+        """The role whose words stand nearest the measurement, within its sentence.
+
+        "Final defect 2.3 x 1.9 cm.\n\nRepair: ... Length 6.5 cm": the defect word is
+        next to the first size and the repair words belong to the next sentence, so
+        the nearest keyword in the same sentence decides, and file order breaks ties.
+        """
+        best: tuple[int, int, str] | None = None
+        for order, (role, rx) in enumerate(self._role_res):
             if rx is None:
-                return role.role
-            left = text[max(0, start - role.window) : start]
-            right = text[end : end + role.window]
-            if role.side in ("left", "both") and rx.search(left):
-                return role.role
-            if role.side in ("right", "both") and rx.search(right):
-                return role.role
-        return "lesion"
+                continue
+            if role.side in ("left", "both"):
+                left = _SENT_END.split(text[max(0, start - role.window) : start])[-1]
+                hits = list(rx.finditer(left))
+                if hits:
+                    cand = (len(left) - hits[-1].end(), order, role.role)
+                    best = min(best, cand) if best else cand
+            if role.side in ("right", "both"):
+                right = _SENT_END.split(text[end : end + role.window], maxsplit=1)[0]
+                hit = rx.search(right)
+                if hit:
+                    cand = (hit.start(), order, role.role)
+                    best = min(best, cand) if best else cand
+        return best[2] if best else "lesion"
 
     def __call__(self, doc: Doc) -> Doc:
         text = _extensions.note_text(doc)
