@@ -419,8 +419,13 @@ class DermLesions:
                 kind = a.get("kind", "unknown")
                 if kind == "destruction" and hemostasis and a.get("method") in HEMOSTASIS_METHODS:
                     continue
-                if kind == "nail_debridement" and "nail" not in u.text.lower():
+                low = u.text.lower()
+                if kind == "nail_debridement" and "nail" not in low:
                     continue  # wound or ulcer debridement: outside dermcode's code families
+                if kind == "nail_matrixectomy" and not _NAILISH.search(low):
+                    continue  # phenol as a peel or a disinfectant is not a matrixectomy
+                if kind == "injection" and not _INTRALESIONAL.search(low):
+                    continue  # "triamcinolone 0.1% ointment", "lidocaine was injected"
                 if kind == "repair" and a.get("method") is None:
                     kind = "repair_generic"
                 c = Cand(kind, u, [e], a.get("method"), status=_status(e, u.section), attrs=dict(a))
@@ -451,9 +456,12 @@ class DermLesions:
         self._consolidate_repairs(facts)
         self._fill_from_blocks(units, facts)
         self._absorb_into_mohs(facts)
-        # "Remove sutures", "removal" with nothing removed named: not a procedure
+        # "Remove sutures", "removal" with nothing removed named: not a procedure; and a
+        # generic "removal" beside a documented excision/shave/destruction is that procedure
+        done = {p.kind for p in facts.procedures if p.status == "performed"}
         facts.procedures = [
-            p for p in facts.procedures if not (p.kind == "removal" and not p.diagnoses)
+            p for p in facts.procedures
+            if not (p.kind == "removal" and (not p.diagnoses or done & _REMOVING_KINDS))
         ]
 
     @staticmethod
@@ -887,6 +895,11 @@ class DermLesions:
         return out[:1] if c.kind in PER_LESION else out[:2]
 
 
+_NAILISH = re.compile(r"nail|matri|toe|ingrown|onycho|paronych")
+_INTRALESIONAL = re.compile(
+    r"intralesional|\bil\b|\bilk\b|\bil[- ](?:tac|kenalog|steroid|triamcinolone)|kenalog[- ]?\d|mg/ml|mg / ml"
+    r"|(?:kenalog|triamcinolone|tac|steroid)\b[^.;]{0,40}\binject|inject\w*[^.;]{0,40}(?:kenalog|triamcinolone|tac\b|steroid)"
+)
 _DATED = re.compile(
     r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
 )
@@ -983,6 +996,7 @@ def _merge_kind(a: Cand, b: Cand) -> str | None:
     return None
 
 
+_REMOVING_KINDS = {"excision", "shave_removal", "destruction", "tag_removal", "mohs", "biopsy"}
 _CLASS_RANK = {"complex": 3, "intermediate": 2, "simple": 1}
 
 

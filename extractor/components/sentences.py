@@ -12,11 +12,12 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 # Tokens after which a period does not end a sentence (the period is its own token).
+# Clinical shorthand that often ends a sentence ("heavy sun hx.", "mom wants tx.",
+# "Established pt.") is deliberately absent.
 _ABBREV = {
-    "dr", "mr", "mrs", "ms", "vs", "approx", "e.g", "i.e", "etc", "st", "no", "fig", "pt",
-    "pts", "hx", "dx", "sx", "tx", "rx", "bx", "q", "b.i.d", "t.i.d", "q.d", "p.o", "cf",
-    "ca", "ext", "lat", "med", "ant", "post", "sup", "inf", "prox", "dist", "sq", "est",
-    "mt", "ft", "wk", "wks", "mo", "mos", "yr", "yrs", "min", "sec",
+    "dr", "mr", "mrs", "ms", "vs", "approx", "e.g", "i.e", "etc", "st", "no", "fig",
+    "q", "b.i.d", "t.i.d", "q.d", "p.o", "cf", "ca", "ext", "lat", "med", "ant", "sup",
+    "inf", "prox", "dist", "sq", "mt", "ft", "wk", "wks", "mo", "mos", "yr", "yrs",
 }
 _ENDERS = {".", "!", "?"}
 _OPENERS = set("#-*•·–—([\"'")
