@@ -35,6 +35,26 @@ def _quiet_third_party_logs() -> None:
     logging.getLogger("medspacy").setLevel(logging.WARNING)
 
 
+# Shorthand whose last letter the tokenizer would glue to a sentence-final period
+# ("I&D." → "I", "&", "D."), hiding it from the phrase rules.
+_AMPERSAND_TERMS = ("I&D", "ED&C", "C&E", "I&E", "S&P")
+
+
+def _clinical_token_fixes(nlp: Language) -> None:
+    """Split a final period off words of two or more letters ("mL.", "pt.", "IV.") unless
+    spaCy knows them as abbreviations, and off ampersand shorthand ("I&D.")."""
+    from spacy.util import compile_suffix_regex
+
+    suffixes = list(nlp.Defaults.suffixes or []) + [r"(?<=[A-Za-z]{2})\.$"]
+    nlp.tokenizer.suffix_search = compile_suffix_regex(suffixes).search
+    for term in _AMPERSAND_TERMS:
+        left, right = term.split("&")
+        for end in (".", ",", ";", ":"):
+            nlp.tokenizer.add_special_case(
+                term + end, [{"ORTH": left}, {"ORTH": "&"}, {"ORTH": right}, {"ORTH": end}]
+            )
+
+
 def build_pipeline() -> Language:
     """A fresh pipeline. Prefer :func:`get_pipeline`, which builds it once per process."""
     _quiet_third_party_logs()
@@ -51,6 +71,7 @@ def build_pipeline() -> Language:
 
     nlp = spacy.blank("en")
     nlp.tokenizer = create_medspacy_tokenizer(nlp)
+    _clinical_token_fixes(nlp)
     for name in PIPE_ORDER:
         nlp.add_pipe(name)
     return nlp

@@ -353,3 +353,15 @@ class ProcedureDxFit(_Strict):
     kind: str
     classes: list[str]
     comment: str | None = None
+
+
+class ProcedurePart(_Strict):
+    """A procedure mention that is a step of another (Mohs debulking, PDT curettage):
+    absorbed into the host at the same site instead of coded on its own."""
+
+    host: str
+    part: str
+    methods: list[str] | None = None
+    host_attr: str | None = None
+    same_site_only: bool = False  # the part must name the host's site (a biopsy during Mohs)
+    comment: str | None = None

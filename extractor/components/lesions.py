@@ -37,6 +37,8 @@ from extractor.schemas import (
     NoteFacts,
     ProcedureDxFit,
     ProcedureFact,
+    ProcedurePart,
+    SiteRow,
 )
 
 HISTORY_SECTIONS = {"history", "social_history", "medications", "allergies", "ros"}
@@ -52,7 +54,10 @@ PROCEDURE_SECTIONS = {"procedure", "anesthesia", "findings"}
 # Procedures coded one line per lesion: a sentence with several sites makes several.
 PER_LESION = {"biopsy", "shave", "shave_removal", "excision", "mohs", "nail_biopsy"}
 # Session procedures: every performed mention at one site is the same service.
-SESSION = {"incision_drainage", "phototherapy", "pdt", "excimer", "photography", "injection", "vascular_laser"}
+SESSION = {
+    "incision_drainage", "phototherapy", "pdt", "excimer", "photography", "injection",
+    "vascular_laser", "mohs", "nail_biopsy", "nail_matrixectomy",
+}
 # Electrosurgery/chemicals used to stop bleeding are part of the procedure, not a destruction.
 HEMOSTASIS_METHODS = {"electrosurgery", "chemical", None}
 # Mentions that only say "something was done" and take their kind from a neighbour.
@@ -196,6 +201,10 @@ class DermLesions:
         tables = load_tables()
         self.catchalls = {cid for cid, row in tables.concepts.items() if row.catchall}
         self.dx_class = {cid: row.cpt_class for cid, row in tables.concepts.items()}
+        self.region = {row.id: row.region for row in cached_family("coding/sites.jsonl", SiteRow)}
+        self.parts: dict[str, dict[str, ProcedurePart]] = {}
+        for row in cached_family("procedure_parts.jsonl", ProcedurePart):
+            self.parts.setdefault(row.host, {})[row.part] = row
         self.fit = {
             row.kind: set(row.classes)
             for row in cached_family("coding/procedure_dx_fit.jsonl", ProcedureDxFit)
@@ -429,7 +438,10 @@ class DermLesions:
                 if kind == "repair" and a.get("method") is None:
                     kind = "repair_generic"
                 c = Cand(kind, u, [e], a.get("method"), status=_status(e, u.section), attrs=dict(a))
-                if c.status == "performed" and _DATED.match(self._text, e.end_char):
+                if c.status == "performed" and (
+                    _DATED.match(self._text, e.end_char)
+                    or _DATED_BEFORE.search(self._text, max(u.start, e.start_char - 30), e.start_char)
+                ):
                     c.status = "historical"  # "Bx 02/11/2026", "Mohs (2019)": an earlier visit
                 # merge with a compatible mention of the same sentence
                 for other in local:
@@ -455,7 +467,7 @@ class DermLesions:
             facts.procedures.append(self._fact(doc, c, units, facts))
         self._consolidate_repairs(facts)
         self._fill_from_blocks(units, facts)
-        self._absorb_into_mohs(facts)
+        self._absorb_parts(facts)
         # "Remove sutures", "removal" with nothing removed named: not a procedure; and a
         # generic "removal" beside a documented excision/shave/destruction is that procedure
         done = {p.kind for p in facts.procedures if p.status == "performed"}
@@ -486,26 +498,38 @@ class DermLesions:
             p.stages = stages
             p.blocks = [blocks.get(i, 0) for i in range(1, stages + 1)] if blocks else []
 
-    @staticmethod
-    def _absorb_into_mohs(facts: NoteFacts) -> None:
-        """Debulking curettage, the excised layers and frozen sections are Mohs itself."""
-        mohs = [p for p in facts.procedures if p.kind == "mohs" and p.status == "performed"]
-        if not mohs:
-            return
-        parts = {"destruction", "excision", "shave", "shave_removal", "biopsy", "removal"}
-        keep = []
+    def _absorb_parts(self, facts: NoteFacts) -> None:
+        """Steps of a procedure told as procedures of their own are folded into it
+        (``patterns/procedure_parts.jsonl``): only performed steps at the host's site (or
+        with no site), so a separate lesion biopsied during Mohs keeps its own code."""
+        keep: list[ProcedureFact] = []
+        hosts = [p for p in facts.procedures if p.status == "performed" and p.kind in self.parts]
         for p in facts.procedures:
-            if (
-                p.kind in parts
-                and p.status == "performed"
-                and p.section in PROCEDURE_SECTIONS | {"none"}
-                and any(m.site in (None, p.site) or p.site is None for m in mohs)
-            ):
-                host = next((m for m in mohs if m.site in (None, p.site) or p.site is None), mohs[0])
-                host.evidence.extend(p.evidence)
-                host.diagnoses = host.diagnoses or p.diagnoses
+            host = None
+            if p.status == "performed":
+                for h in hosts:
+                    rule = self.parts[h.kind].get(p.kind)
+                    if rule is None or h is p:
+                        continue
+                    if rule.methods and p.method not in rule.methods:
+                        continue
+                    if rule.same_site_only and (p.site is None or h.site is None):
+                        continue
+                    if p.site is not None and h.site is not None and (
+                        self.region.get(p.site) != self.region.get(h.site)
+                        or (p.laterality and h.laterality and p.laterality != h.laterality)
+                    ):
+                        continue  # another region or side: a separate lesion
+                    host = h
+                    if rule.host_attr:
+                        h.attrs[rule.host_attr] = True
+                    break
+            if host is None:
+                keep.append(p)
                 continue
-            keep.append(p)
+            host.evidence.extend(p.evidence)
+            host.diagnoses = host.diagnoses or p.diagnoses
+            host.attrs.setdefault("absorbed", []).append(p.kind)
         facts.procedures = keep
 
     @staticmethod
@@ -901,8 +925,10 @@ _INTRALESIONAL = re.compile(
     r"|(?:kenalog|triamcinolone|tac|steroid)\b[^.;]{0,40}\binject|inject\w*[^.;]{0,40}(?:kenalog|triamcinolone|tac\b|steroid)"
 )
 _DATED = re.compile(
-    r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
+    r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
 )
+# "..., 2019, wide local excision": a year just before the procedure word
+_DATED_BEFORE = re.compile(r"\b(?:19|20)\d\d\b[\s,:;-]{1,4}(?:[A-Za-z-]+\s+){0,2}$")
 _NUM_RE = re.compile(
     r"(?i)(?<![\w.#/-])(\d{1,3}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
     r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|single)"
