@@ -219,12 +219,29 @@ def code_one_file(task: NoteTask) -> NoteOutcome:
 # --------------------------------------------------------------------------- worker processes
 
 
+class PipelineLoadError(Exception):
+    """The pipeline or the coding engines failed to load: no note can be coded.
+
+    Raised in a worker, it crosses the process boundary (a plain message, picklable)
+    and ends the run as a :class:`BatchSetupError` instead of one ``internal`` error
+    per note, which would hide a broken install behind thousands of lines.
+    """
+
+
+_LOAD_ERROR: str | None = None
+
+
 def load_pipeline() -> None:
     """Build the pipeline and import the coding engines, once per process."""
-    from extractor.engine import code_text  # noqa: F401  (imports the engines)
-    from extractor.pipeline import get_pipeline
+    try:
+        from extractor.coding import cpt, dermoscopy, flags, icd10  # noqa: F401
+        from extractor.pipeline import get_pipeline
 
-    get_pipeline()
+        get_pipeline()
+    except Exception as exc:  # noqa: BLE001 - reported once, as a setup failure
+        raise PipelineLoadError(
+            f"the coding pipeline could not be loaded: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _init_worker() -> None:
@@ -234,7 +251,11 @@ def _init_worker() -> None:
     # too would print a traceback per process. Workers write nothing to the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("dermcode").setLevel(logging.CRITICAL)
-    load_pipeline()
+    global _LOAD_ERROR
+    try:
+        load_pipeline()
+    except PipelineLoadError as exc:  # an initializer that raises breaks the whole pool
+        _LOAD_ERROR = str(exc)
 
 
 def _peak_rss_mb() -> float | None:
@@ -247,6 +268,8 @@ def _peak_rss_mb() -> float | None:
 
 
 def _work_chunk(tasks: list[NoteTask]) -> tuple[list[NoteOutcome], float | None]:
+    if _LOAD_ERROR is not None:
+        raise PipelineLoadError(_LOAD_ERROR)
     return [code_one_file(t) for t in tasks], _peak_rss_mb()
 
 
@@ -436,6 +459,8 @@ def run_batch(
                 peak.append(rss)
         else:
             _run_pool(todo, n_workers, emit, peak)
+    except PipelineLoadError as exc:
+        raise BatchSetupError(str(exc)) from None
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
@@ -504,8 +529,8 @@ def _run_pool(
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-        for task in suspects:
-            emit(_isolated(task, peak))
+        if suspects:
+            _one_by_one(suspects, emit, peak)
 
 
 def _chunk_result(
@@ -514,22 +539,41 @@ def _chunk_result(
     """A chunk's outcomes; an error outside the per-note guard fails only that chunk's notes."""
     try:
         return fut.result()
-    except BrokenProcessPool:
+    except (BrokenProcessPool, PipelineLoadError):
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. a result that would not unpickle
         return [error_outcome(t.note_id, "internal", _internal_message(exc)) for t in chunk], None
 
 
-def _isolated(task: NoteTask, peak: list[float]) -> NoteOutcome:
-    with ProcessPoolExecutor(
-        max_workers=1, mp_context=_mp_context(), initializer=_init_worker
-    ) as pool:
-        try:
-            outcomes, rss = pool.submit(_work_chunk, [task]).result()
-        except BrokenProcessPool:
-            return error_outcome(
-                task.note_id, "internal", "internal error: the coding process died on this note"
-            )
-    if rss is not None:
-        peak.append(rss)
-    return outcomes[0]
+def _one_by_one(
+    suspects: list[NoteTask], emit: Callable[[NoteOutcome], None], peak: list[float]
+) -> None:
+    """Redo notes alone in a single-worker pool, replaced only when a note kills it."""
+    pool: ProcessPoolExecutor | None = None
+    try:
+        for task in suspects:
+            if pool is None:
+                pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=_mp_context(), initializer=_init_worker
+                )
+            try:
+                outcomes, rss = _chunk_result(pool.submit(_work_chunk, [task]), [task])
+            except BrokenProcessPool:
+                pool.shutdown(wait=True)
+                pool = None
+                log.error("note %s: the coding process died on it", task.note_id)
+                emit(
+                    error_outcome(
+                        task.note_id,
+                        "internal",
+                        "internal error: the coding process died while coding this note",
+                    )
+                )
+                continue
+            if rss is not None:
+                peak.append(rss)
+            for o in outcomes:
+                emit(o)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -364,4 +364,5 @@ class ProcedurePart(_Strict):
     methods: list[str] | None = None
     host_attr: str | None = None
     same_site_only: bool = False  # the part must name the host's site (a biopsy during Mohs)
+    any_site: bool = False  # field treatments (PDT) span regions
     comment: str | None = None

@@ -58,6 +58,8 @@ SESSION = {
     "incision_drainage", "phototherapy", "pdt", "excimer", "photography", "injection",
     "vascular_laser", "mohs", "nail_biopsy", "nail_matrixectomy",
 }
+# One code per day whatever the sites: every performed mention is the same service.
+WHOLE_SESSION = {"phototherapy", "pdt", "excimer", "photography"}
 # Electrosurgery/chemicals used to stop bleeding are part of the procedure, not a destruction.
 HEMOSTASIS_METHODS = {"electrosurgery", "chemical", None}
 # Mentions that only say "something was done" and take their kind from a neighbour.
@@ -515,7 +517,7 @@ class DermLesions:
                         continue
                     if rule.same_site_only and (p.site is None or h.site is None):
                         continue
-                    if p.site is not None and h.site is not None and (
+                    if not rule.any_site and p.site is not None and h.site is not None and (
                         self.region.get(p.site) != self.region.get(h.site)
                         or (p.laterality and h.laterality and p.laterality != h.laterality)
                     ):
@@ -658,8 +660,14 @@ class DermLesions:
                     (
                         p for p in out
                         if p.kind == c.kind and p.status == "performed"
-                        and (p.site_id == c.site_id or None in (p.site_id, c.site_id))
-                        and (p.side == c.side or None in (p.side, c.side))
+                        and (
+                            c.kind in WHOLE_SESSION
+                            or (
+                                (self.region.get(p.site_id) == self.region.get(c.site_id)
+                                 or None in (p.site_id, c.site_id))
+                                and (p.side == c.side or None in (p.side, c.side))
+                            )
+                        )
                     ),
                     None,
                 )
@@ -934,6 +942,11 @@ _NUM_RE = re.compile(
     r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|single)"
     r"(?![\w.%/-])"
 )
+_SITE_NUM = re.compile(
+    r"[\s:=-]{1,3}(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"thirteen|fourteen|fifteen)\b(?![\s.]*(?:mm|cm|%|x\s*\d|months?|weeks?|days?|years?))",
+    re.IGNORECASE,
+)
 _WORD_RE = re.compile(r"[\w'/-]+|[^\w\s]")
 _NOT_COUNTED = {
     "mm", "cm", "mg", "ml", "cc", "%", "-", "/", "x", "months", "month", "weeks", "week", "days",
@@ -961,6 +974,19 @@ def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
     stext = v.text
     if not _NUM_RE.search(stext):
         return 0, ev
+    # "face nine, scalp six, dorsal hands three": a number right after each site
+    for e, lab in zip(v.ents, v.labels):
+        if lab != "SITE":
+            continue
+        m = _SITE_NUM.match(stext, e.end_char - v.start)
+        if m:
+            n = to_number(m.group(1))
+            if n:
+                total += int(n)
+                s0, e0 = e.start_char, v.start + m.end()
+                ev.append(Evidence.model_construct(start=s0, end=e0, text=text[s0:e0]))
+    if total:
+        return total, ev
     starts = {e.start_char - v.start: e.label_ for e in v.ents}
     for m in _NUM_RE.finditer(stext):
         n = to_number(m.group(1))

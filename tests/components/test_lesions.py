@@ -63,3 +63,52 @@ def test_diagnosis_linked_with_uncertainty(facts_of):
 def test_pathology_section_marks_source(facts_of):
     f = facts_of("Pathology: nodular basal cell carcinoma, margins clear.")
     assert f.diagnoses[0].source == "pathology"
+
+
+def test_per_site_numbers_are_summed(facts_of):
+    f = facts_of("Cryotherapy with liquid nitrogen to AKs: face nine, scalp six, dorsal hands three.")
+    assert performed(f)[0].count == 18
+
+
+def test_mohs_steps_are_not_separate_procedures(facts_of):
+    f = facts_of(
+        "PROCEDURE: Mohs micrographic surgery, R nasal ala, BCC.\n"
+        "Stage I: the tumor was debulked with a curette and a saucerized layer was excised with a 2 mm margin.\n"
+        "Stage II: 2 blocks, clear."
+    )
+    kinds = [p.kind for p in performed(f)]
+    assert kinds == ["mohs"]
+    assert performed(f)[0].stages == 2
+
+
+def test_biopsy_of_another_lesion_during_mohs_is_kept(facts_of):
+    f = facts_of(
+        "MOHS NOTE. Dx: SCC R shoulder. Stage 1 - 3 blocks, clear.\n"
+        "Also a pink papule on the L cheek: shave bx taken, r/o BCC."
+    )
+    assert sorted(p.kind for p in performed(f)) == ["biopsy", "mohs"]
+
+
+def test_pdt_curettage_is_debridement_not_destruction(facts_of):
+    f = facts_of(
+        "PDT today for AKs of the face. I performed targeted curettage of hyperkeratotic AKs on the "
+        "forehead, then applied Levulan and blue light for 16 min 40 s."
+    )
+    procs = performed(f)
+    assert [p.kind for p in procs] == ["pdt"]
+    assert procs[0].attrs.get("debridement") is True
+
+
+def test_dated_procedure_is_history(facts_of):
+    f = facts_of("Superficial BCC R upper arm (bx 2/19). ED&C today, 3 cycles.")
+    assert [p.kind for p in performed(f)] == ["destruction"]
+
+
+def test_hemostasis_cautery_is_not_a_destruction(facts_of):
+    f = facts_of("Punch bx of L shin plaque. Hemostasis with electrocautery.")
+    assert [p.kind for p in performed(f)] == ["biopsy"]
+
+
+def test_topical_steroid_is_not_an_injection(facts_of):
+    f = facts_of("Continue triamcinolone 0.1% ointment bid to the elbows.")
+    assert not performed(f)
