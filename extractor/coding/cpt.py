@@ -230,7 +230,7 @@ def _h_banded(ctx: _Ctx, i: int, p: ProcedureFact, family: str, size: float | No
         it.value = round_cm(size)
         it.code = ctx.t.band(family, it.group, it.value).code
         it.what = f"{what}: {_where(p)}, {it.value:g} cm"
-    it.count = p.count if p.count and 1 < p.count <= 10 else 1
+    it.count = 1  # one fact = one lesion; "x2"/"x3" next to ED&C or a shave is cycles/noise
     _anat(ctx, i, p, it)
     ctx.items.append(it)
     return it
@@ -652,7 +652,11 @@ def _session(ctx: _Ctx, family: str, total_code: Callable[[int], list[tuple[str,
     group = [it for it in ctx.items if it.family == family]
     if not group:
         return
-    n = sum(it.count for it in group)
+    clusters: list[list[Item]] = []
+    for it in group:  # two mentions of one treatment (tag snip + cautery) count once
+        home = next((c for c in clusters if _same_lesion(ctx.facts, c[0], it)), None)
+        (home.append(it) if home is not None else clusters.append([it]))
+    n = sum(max(it.count for it in c) for c in clusters)
     codes = total_code(n)
     rest = [it for it in ctx.items if it.family != family]
     head = group[0]
@@ -667,7 +671,7 @@ def _session(ctx: _Ctx, family: str, total_code: Callable[[int], list[tuple[str,
         x.modifiers = set().union(*(g.modifiers for g in group))
     # remember every contributing procedure for pointers/procedure_codes
     for x in new:
-        x.__dict__["procs"] = [g.proc for g in group]
+        x.__dict__["procs"] = [k for g in group for k in _procs(g)]
     ctx.items = rest + new
 
 
@@ -685,11 +689,18 @@ def _banded_count(family: str, t: CptTables) -> Callable[[int], list[tuple[str, 
 
 def _code_sessions(ctx: _Ctx) -> None:
     t = ctx.t
-    pre = sum(it.count for it in ctx.items if it.family == "destruction_premalignant")
+    def total(family: str) -> int:
+        clusters: list[list[Item]] = []
+        for it in (x for x in ctx.items if x.family == family):
+            home = next((c for c in clusters if _same_lesion(ctx.facts, c[0], it)), None)
+            (home.append(it) if home is not None else clusters.append([it]))
+        return sum(max(it.count for it in c) for c in clusters)
+
+    pre = total("destruction_premalignant")
     if pre >= 15:
         ctx.consider("17000", f"replaced by 17004: {pre} premalignant lesions destroyed")
         ctx.consider("17003", f"replaced by 17004: {pre} premalignant lesions destroyed")
-    ben = sum(it.count for it in ctx.items if it.family == "destruction_benign")
+    ben = total("destruction_benign")
     if ben >= 15:
         ctx.consider("17110", f"replaced by 17111: {ben} benign lesions destroyed")
     _session(ctx, "destruction_premalignant", _premalignant, "premalignant lesion(s)")
@@ -881,6 +892,83 @@ def _not_performed(ctx: _Ctx, i: int, p: ProcedureFact) -> None:
     ctx.consider(code, f"{p.kind} at {_where(p)}: {verb.get(p.status, p.status)}")
 
 
+MERGE_KINDS = {"excision", "shave_removal", "shave", "destruction", "mohs", "tag_removal",
+               "injection", "biopsy", "removal", "incision_drainage", "nail_avulsion",
+               "nail_matrixectomy", "pdt", "phototherapy", "excimer", "vascular_laser"}
+
+
+def _fill_site(facts: NoteFacts, i: int, p: ProcedureFact) -> ProcedureFact:
+    """A procedure without a site takes the site of its linked diagnosis, or of another
+    mention of the same diagnosis concept (the biopsy that proved it)."""
+    if p.site is not None:
+        return p
+    concepts = {facts.diagnoses[j].concept for j in p.diagnoses if j < len(facts.diagnoses)}
+    for j in p.diagnoses:
+        d = facts.diagnoses[j] if j < len(facts.diagnoses) else None
+        if d is not None and d.site:
+            return p.model_copy(update={"site": d.site, "laterality": p.laterality or d.laterality,
+                                        "eyelid": p.eyelid or d.eyelid})
+    for k, q in enumerate(facts.procedures):
+        if k != i and q.site and concepts & {
+            facts.diagnoses[j].concept for j in q.diagnoses if j < len(facts.diagnoses)
+        }:
+            return p.model_copy(update={"site": q.site, "laterality": p.laterality or q.laterality,
+                                        "eyelid": p.eyelid or q.eyelid, "digit": p.digit or q.digit})
+    return p
+
+
+def _duplicate(facts: NoteFacts, p: ProcedureFact, q: ProcedureFact) -> bool:
+    """Two performed mentions of the same procedure on the same lesion."""
+    if p.kind != q.kind or p.kind not in MERGE_KINDS:
+        return False
+    if p.method and q.method and p.method != q.method:
+        return False
+    if p.lesion_no is not None and q.lesion_no is not None:
+        return p.lesion_no == q.lesion_no
+    if p.site is None or q.site is None:
+        return p.site is None and q.site is None or p.size_cm is None or q.size_cm is None
+    if p.site != q.site or (p.laterality and q.laterality and p.laterality != q.laterality):
+        return False
+    if p.size_cm and q.size_cm and p.size_cm != q.size_cm:
+        return False
+    cp = {facts.diagnoses[j].concept for j in p.diagnoses if j < len(facts.diagnoses)}
+    cq = {facts.diagnoses[j].concept for j in q.diagnoses if j < len(facts.diagnoses)}
+    return bool(cp & cq) or not cp or not cq
+
+
+def _merge(p: ProcedureFact, q: ProcedureFact) -> ProcedureFact:
+    upd = {}
+    for name in ProcedureFact.model_fields:
+        if name in ("diagnoses", "evidence", "blocks", "attrs"):
+            continue
+        if getattr(p, name) in (None, "") and getattr(q, name) not in (None, ""):
+            upd[name] = getattr(q, name)
+    upd["diagnoses"] = list(dict.fromkeys(p.diagnoses + q.diagnoses))
+    upd["evidence"] = p.evidence + [e for e in q.evidence if e not in p.evidence]
+    upd["blocks"] = p.blocks or q.blocks
+    upd["attrs"] = {**q.attrs, **p.attrs}
+    if p.count and q.count:
+        upd["count"] = max(p.count, q.count)
+    return p.model_copy(update=upd)
+
+
+def _performed(facts: NoteFacts) -> list[tuple[list[int], ProcedureFact]]:
+    """Performed procedures with duplicate mentions of one lesion merged (first index leads)."""
+    groups: list[tuple[list[int], ProcedureFact]] = []
+    for i, p in enumerate(facts.procedures):
+        if p.status != "performed":
+            continue
+        p = _fill_site(facts, i, p)
+        for g in groups:
+            if _duplicate(facts, g[1], p):
+                g[0].append(i)
+                groups[groups.index(g)] = (g[0], _merge(g[1], p))
+                break
+        else:
+            groups.append(([i], p))
+    return groups
+
+
 def code_cpt(facts: NoteFacts, icd: object | None = None,
              t: CptTables | None = None) -> CptOutcome:
     """The claim's CPT/HCPCS lines for one note (E/M included), with what was set aside."""
@@ -890,13 +978,22 @@ def code_cpt(facts: NoteFacts, icd: object | None = None,
     for i, p in enumerate(facts.procedures):
         if p.status != "performed":
             _not_performed(ctx, i, p)
-            continue
+    merged = _performed(facts)
+    ctx.facts = facts.model_copy(update={"procedures": [
+        next((m for idx, m in merged if idx[0] == i), p) for i, p in enumerate(facts.procedures)
+    ]})
+    also = {idx[0]: idx for idx, _ in merged}
+    for idx, p in merged:
+        i = idx[0]
         family, dxs = _route(ctx, i, p)
         handler = HANDLERS.get(family or "")
         if handler is None:
             continue
         before = len(ctx.items)
         handler(ctx, i, p, dxs)
+        for it in ctx.items[before:]:
+            if len(also[i]) > 1:
+                it.__dict__["procs"] = also[i]
         if family not in ("biopsy", "out_of_scope", "flap") and not dxs and len(ctx.items) > before:
             ctx.default(i, "diagnosis", ctx.items[-1])
         elif dxs and all(icd10.concept(d.concept).catchall for d in dxs) and family not in (
