@@ -70,6 +70,22 @@ def _code_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield pd.DataFrame(rows, columns=cols)
 
 
+def _code_paths(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """mapInPandas over ``(note_id, path)``: read each file as ``dermcode batch`` does."""
+    import pandas as pd
+
+    from extractor.batch import NoteTask, code_one_file, load_pipeline
+
+    load_pipeline()
+    cols = ["note_id", "result_json", "error_type", "cpt_codes", "icd10_codes", "flag_ids"]
+    for pdf in batches:
+        rows = [
+            _row(code_one_file(NoteTask(str(nid), str(path))))
+            for nid, path in zip(pdf["note_id"], pdf["path"], strict=True)
+        ]
+        yield pd.DataFrame(rows, columns=cols)
+
+
 def _code_str(note_id: str, text: str) -> NoteOutcome:
     """Text already decoded (a Parquet column): the reader's checks, then code it as given.
 
@@ -132,27 +148,8 @@ def get_session(master: str = "local[*]", app_name: str = "dermcode") -> SparkSe
 
 
 def read_notes(spark: SparkSession, source: str | Path, glob: str = "*.txt") -> DataFrame:
-    """A folder of note files (recursive) or a Parquet file/folder → ``(note_id, text)``.
-
-    Files are read as raw bytes (``binaryFile``) so that decoding happens in
-    :func:`code_dataframe` with dermcode's own rules, and ``note_id`` is the path
-    relative to the folder, as in ``dermcode batch``. A Parquet source must have
-    ``note_id`` and ``text`` columns.
-    """
-    from pyspark.sql import functions as F
-
-    src = Path(source).resolve()
-    if src.is_dir() and not _is_parquet_dir(src):
-        files = (
-            spark.read.format("binaryFile")
-            .option("recursiveFileLookup", "true")
-            .option("pathGlobFilter", glob)
-            .load(str(src))
-        )
-        # binaryFile paths are URIs (file:/x or file:///x): keep the part below the folder.
-        local = F.regexp_replace(F.col("path"), r"^file:/*", "/")
-        rel = local.substr(len(src.as_posix().rstrip("/")) + 2, 1 << 30)
-        return files.select(rel.alias("note_id"), F.col("content").alias("text"))
+    """A Parquet file/folder with ``note_id`` and ``text`` columns → ``(note_id, text)``."""
+    src = Path(source)
     df = spark.read.parquet(str(src))
     missing = {"note_id", "text"} - set(df.columns)
     if missing:
@@ -160,6 +157,29 @@ def read_notes(spark: SparkSession, source: str | Path, glob: str = "*.txt") -> 
             f"{src}: Parquet input needs columns note_id and text (missing {sorted(missing)})"
         )
     return df.select("note_id", "text")
+
+
+def code_folder(spark: SparkSession, folder: str | Path, glob: str = "*.txt") -> DataFrame:
+    """Every note file under ``folder`` → result columns, exactly as ``dermcode batch``.
+
+    The driver lists the folder with :func:`extractor.batch.iter_notes` (so the same
+    files, including unreadable folders, get a row) and the Python workers read the
+    files with dermcode's reader (so encodings, ``too_large`` and ``empty`` come out
+    the same: Spark's ``binaryFile`` source silently drops empty files). The folder
+    must be readable at the same path by every executor: local mode, or a shared
+    file system.
+    """
+    from extractor.batch import iter_notes
+
+    tasks = [(t.note_id, t.path) for t in iter_notes(Path(folder).resolve(), glob)]
+    slices = max(spark.sparkContext.defaultParallelism, len(tasks) // 2000 + 1)
+    df = spark.createDataFrame(tasks, "note_id string, path string").repartition(slices)
+    return df.mapInPandas(_code_paths, schema=RESULT_SCHEMA)
+
+
+def is_parquet(p: Path) -> bool:
+    """A Parquet file, or a folder Spark wrote (``part-*.parquet`` / ``_SUCCESS``)."""
+    return p.suffix == ".parquet" or (p.is_dir() and _is_parquet_dir(p))
 
 
 def _is_parquet_dir(p: Path) -> bool:

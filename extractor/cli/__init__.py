@@ -15,3 +15,4 @@ app = typer.Typer(
 from extractor.cli import code as _code  # noqa: E402,F401  (registers `dermcode code`)
 from extractor.cli import batch as _batch  # noqa: E402,F401
 from extractor.cli import spark as _spark  # noqa: E402,F401
+from extractor.cli import evaluate as _evaluate  # noqa: E402,F401

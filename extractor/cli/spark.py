@@ -50,8 +50,11 @@ def spark_command(
     session = dspark.get_session(master)
     try:
         session.sparkContext.setLogLevel("ERROR")
-        notes = dspark.read_notes(session, source, glob)
-        result = dspark.code_dataframe(notes).cache()
+        if dspark.is_parquet(source):
+            result = dspark.code_dataframe(dspark.read_notes(session, source))
+        else:
+            result = dspark.code_folder(session, source, glob)
+        result = result.cache()
         written = dspark.write_results(result, out)
         counts = dspark.summarize(result)
     except ValueError as exc:

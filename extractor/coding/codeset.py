@@ -10,7 +10,7 @@ file and line; ``assert_emittable`` is the last gate before a line leaves the en
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -32,7 +32,7 @@ class DeletedRow(BaseModel):
     comment: str | None = None
 
 
-@lru_cache(maxsize=None)
+@cache
 def deleted_codes(base: Path | None = None) -> frozenset[str]:
     return frozenset(r.code for r in load_family(DELETED_FILE, DeletedRow, base=base))
 

@@ -147,8 +147,9 @@ def _side(p: ProcedureFact) -> str:
 
 def _where(p: ProcedureFact) -> str:
     site = (p.site or "site not stated").replace("_", " ")
-    lid = f" {p.eyelid} " if p.eyelid else " "
-    return f"{_side(p)}{lid.strip() + ' ' if p.eyelid else ''}{site}".strip() if lid else site
+    lid = f"{p.eyelid} " if p.eyelid else ""
+    digit = f" (digit {p.digit})" if p.digit else ""
+    return f"{_side(p)}{lid}{site}{digit}"
 
 
 def _anat(ctx: _Ctx, i: int, p: ProcedureFact, item: Item) -> None:
@@ -242,12 +243,9 @@ def _h_shave_removal(ctx: _Ctx, i: int, p: ProcedureFact, dxs: list[DiagnosisFac
 
 def _is_malignant_known(ctx: _Ctx, dxs: list[DiagnosisFact]) -> tuple[bool, bool]:
     """(malignant family, histology pending) per §4 'family by pathology'."""
-    proven = bool(ctx.facts.cues.get("path_proven"))
     for d in dxs:
         row = icd10.concept(d.concept)
-        if row.excision_family == "malignant" and (
-            not d.uncertain or d.source == "pathology" or proven
-        ):
+        if row.excision_family == "malignant" and (not d.uncertain or d.source == "pathology"):
             return True, False
     certain_benign = any(
         not d.uncertain and not icd10.concept(d.concept).catchall
@@ -321,14 +319,20 @@ def _h_excimer(ctx: _Ctx, i: int, p: ProcedureFact, dxs: list[DiagnosisFact]) ->
 
 
 _PHOTO_CODES = {"uv": "96900", "tar": "96910", "puva": "96912"}
+_TAR = re.compile(r"\b(coal tar|tar|goeckerman|psoralen|methoxsalen|8-mop|puva)\b", re.I)
 
 
 def _h_phototherapy(ctx: _Ctx, i: int, p: ProcedureFact, dxs: list[DiagnosisFact]) -> None:
-    code = _PHOTO_CODES.get(p.method or "uv", "96900")
+    hit = _TAR.search(_evidence_text(p))
+    method = p.method
+    if hit and method in (None, "uv"):
+        method = "puva" if hit.group(1).lower() in ("psoralen", "methoxsalen", "8-mop", "puva") \
+            else "tar"
+    code = _PHOTO_CODES.get(method or "uv", "96900")
     if p.method not in _PHOTO_CODES:
         ctx.default(i, "technique")
     ctx.items.append(_new_item(ctx, i, p, "phototherapy", code=code,
-                               what=f"phototherapy ({p.method or 'UV'})"))
+                               what=f"phototherapy ({method or 'UV'})"))
 
 
 def _evidence_text(p: ProcedureFact) -> str:
@@ -442,9 +446,9 @@ def _h_incision_drainage(ctx: _Ctx, i: int, p: ProcedureFact, dxs: list[Diagnosi
             o.code = "10061"
         return
     code = "10061" if multi else "10060"
+    note = " (multiple/complicated)" if multi else ""
     ctx.items.append(_new_item(ctx, i, p, "incision_drainage", code=code,
-                               what=f"incision and drainage{' (multiple/complicated)' if multi else ''}"
-                                    f": {_where(p)}"))
+                               what=f"incision and drainage{note}: {_where(p)}"))
 
 
 def _h_nail_avulsion(ctx: _Ctx, i: int, p: ProcedureFact, dxs: list[DiagnosisFact]) -> None:
@@ -457,7 +461,6 @@ def _h_nail_avulsion(ctx: _Ctx, i: int, p: ProcedureFact, dxs: list[DiagnosisFac
 def _h_nail_matrixectomy(ctx: _Ctx, i: int, p: ProcedureFact, dxs: list[DiagnosisFact]) -> None:
     it = _new_item(ctx, i, p, "nail_matrixectomy", code="11750",
                    what=f"nail matrixectomy: {_where(p)}")
-    it.count = p.count if p.count and p.count <= 10 else 1
     _anat(ctx, i, p, it)
     ctx.items.append(it)
 
@@ -532,6 +535,8 @@ def _same_lesion(facts: NoteFacts, a: Item, b: Item) -> bool:
     p, q = facts.procedures[a.proc], facts.procedures[b.proc]
     if p.lesion_no is not None and q.lesion_no is not None:
         return p.lesion_no == q.lesion_no and (p.site == q.site or None in (p.site, q.site))
+    if p.site is None and q.site is None:
+        return bool(set(p.diagnoses) & set(q.diagnoses))
     if p.site is None or q.site is None or p.site != q.site:
         return False
     if p.laterality and q.laterality and p.laterality != q.laterality:
@@ -549,7 +554,7 @@ def _drop_pass(ctx: _Ctx) -> None:
     dropped: set[int] = set()
     for row in ctx.t.bundling:
         comps = [it for it in ctx.items if row.is_comprehensive(_key(it), it.family)]
-        for k, it in enumerate(ctx.items):
+        for it in ctx.items:
             if id(it) in dropped or not row.is_component(_key(it), it.family):
                 continue
             for c in comps:
@@ -912,8 +917,9 @@ def _fill_site(facts: NoteFacts, i: int, p: ProcedureFact) -> ProcedureFact:
         if k != i and q.site and concepts & {
             facts.diagnoses[j].concept for j in q.diagnoses if j < len(facts.diagnoses)
         }:
-            return p.model_copy(update={"site": q.site, "laterality": p.laterality or q.laterality,
-                                        "eyelid": p.eyelid or q.eyelid, "digit": p.digit or q.digit})
+            return p.model_copy(update={
+                "site": q.site, "laterality": p.laterality or q.laterality,
+                "eyelid": p.eyelid or q.eyelid, "digit": p.digit or q.digit})
     return p
 
 
@@ -921,10 +927,10 @@ def _duplicate(facts: NoteFacts, p: ProcedureFact, q: ProcedureFact) -> bool:
     """Two performed mentions of the same procedure on the same lesion."""
     if p.kind != q.kind or p.kind not in MERGE_KINDS:
         return False
-    if p.method and q.method and p.method != q.method:
+    if p.method and q.method and p.method != q.method and p.kind != "destruction":
         return False
-    if p.lesion_no is not None and q.lesion_no is not None:
-        return p.lesion_no == q.lesion_no
+    if p.lesion_no is not None and q.lesion_no is not None and p.lesion_no != q.lesion_no:
+        return False
     if p.site is None or q.site is None:
         return p.site is None and q.site is None or p.size_cm is None or q.size_cm is None
     if p.site != q.site or (p.laterality and q.laterality and p.laterality != q.laterality):
@@ -969,6 +975,18 @@ def _performed(facts: NoteFacts) -> list[tuple[list[int], ProcedureFact]]:
     return groups
 
 
+def _drop_summaries(groups: list[tuple[list[int], ProcedureFact]]
+                    ) -> list[tuple[list[int], ProcedureFact]]:
+    """'bx x3' heading a list of three itemised biopsies is a summary, not a fourth biopsy."""
+    out = []
+    for idx, p in groups:
+        others = [q for _, q in groups if q is not p and q.kind == p.kind and q.method]
+        if p.kind == "biopsy" and p.method is None and p.count and 1 < p.count <= len(others):
+            continue
+        out.append((idx, p))
+    return out
+
+
 def code_cpt(facts: NoteFacts, icd: object | None = None,
              t: CptTables | None = None) -> CptOutcome:
     """The claim's CPT/HCPCS lines for one note (E/M included), with what was set aside."""
@@ -978,7 +996,7 @@ def code_cpt(facts: NoteFacts, icd: object | None = None,
     for i, p in enumerate(facts.procedures):
         if p.status != "performed":
             _not_performed(ctx, i, p)
-    merged = _performed(facts)
+    merged = _drop_summaries(_performed(facts))
     ctx.facts = facts.model_copy(update={"procedures": [
         next((m for idx, m in merged if idx[0] == i), p) for i, p in enumerate(facts.procedures)
     ]})

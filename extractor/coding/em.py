@@ -90,7 +90,8 @@ def _data_level(facts: NoteFacts, why: list[str]) -> int:
 
 
 def _risk_level(facts: NoteFacts, why: list[str]) -> int:
-    if _cue(facts, "em_rx_monitoring") or _cue(facts, "em_severe") and _cue(facts, "em_rx_biologic"):
+    severe_biologic = _cue(facts, "em_severe") and _cue(facts, "em_rx_biologic")
+    if _cue(facts, "em_rx_monitoring") or severe_biologic:
         why.append("drug therapy needing intensive toxicity monitoring")
         return 4
     if _cue(facts, "em_rx_topical") or _cue(facts, "em_rx_oral") or _cue(facts, "em_rx_biologic"):
@@ -103,13 +104,23 @@ def _risk_level(facts: NoteFacts, why: list[str]) -> int:
 
 
 def _separate_problems(facts: NoteFacts, procedure_dx: set[int]) -> list[DiagnosisFact]:
+    """Assessed problems that are not the indication of a procedure done today: not
+    linked to one, not the same concept, not on a treated site or numbered lesion."""
     known = icd10.load_tables().concepts
     linked = {facts.diagnoses[j].concept for j in procedure_dx if j < len(facts.diagnoses)}
+    done = [p for p in facts.procedures if p.status == "performed"]
+    sites = {(p.site, p.laterality) for p in done if p.site}
+    lesions = {p.lesion_no for p in done if p.lesion_no is not None}
     out = []
     for j, d in enumerate(facts.diagnoses):
         if j in procedure_dx or d.status != "active" or d.concept not in known:
             continue
         if d.concept in linked or d.source not in COUNTED_SOURCES:
+            continue
+        if icd10.concept(d.concept).catchall or d.lesion_no in lesions:
+            continue
+        if d.site and any(d.site == s and (not d.laterality or not lat or d.laterality == lat)
+                          for s, lat in sites):
             continue
         out.append(d)
     return out

@@ -624,7 +624,10 @@ class DermLesions:
                 in_block = c.unit.section in PROCEDURE_SECTIONS and prev.unit.section in PROCEDURE_SECTIONS
                 # a description sentence with no site of its own continues the procedure
                 # named earlier in the operative note, however long the description
-                far_ok = in_block and c.site_id is None and c.status == prev.status == "performed"
+                far_ok = (
+                    in_block and c.site_id is None and c.status == prev.status == "performed"
+                    and (c.kind == prev.kind or "removal" in (c.kind, prev.kind))
+                )
                 if not far_ok and (
                     c.unit.idx - prev.unit.idx > 8 or prev.unit.section != c.unit.section
                 ):
@@ -633,7 +636,7 @@ class DermLesions:
                     continue
                 if c.unit.section not in PROCEDURE_SECTIONS and c.unit.item is None:
                     continue
-                kind = _merge_kind(prev, c)
+                kind = _merge_kind(prev, c) if prev.status == c.status else None
                 if not kind:
                     continue
                 if c.site_id and prev.site_id and (c.site_id, c.side) != (prev.site_id, prev.side):
@@ -734,7 +737,18 @@ class DermLesions:
         # units whose facts this procedure may use: its own, then its lesion item, then
         # earlier sentences of the same section/block
         chain = [u] + self._context_units(u, units)
-        # site
+        # site: a repair or flap closes the wound of the excision/Mohs before it
+        if c.site_id is None and kind in ("repair", "flap"):
+            host = next(
+                (
+                    p for p in reversed(facts.procedures)
+                    if p.status == "performed" and p.kind in ("excision", "mohs", "shave_removal", "biopsy")
+                    and p.site
+                ),
+                None,
+            )
+            if host is not None:
+                c.site_id, c.side, c.eyelid, c.digit = host.site, host.laterality, host.eyelid, host.digit
         if c.site_id is None:
             for v in chain[1:]:
                 s = self._sites(v)
