@@ -344,6 +344,8 @@ class Report(BaseModel):
     em_notes: int
     exact_claim_rate: float
     exact_claim_modifiers_rate: float
+    confidence_brier: float | None = None  # line confidence vs "code is in the gold"
+    confidence_lines: int = 0
     per_note: list[NoteEval] = Field(default_factory=list)
     errors: dict[str, str] = Field(default_factory=dict)
 
@@ -500,7 +502,37 @@ def report_of(preds: Sequence[Prediction], directory: str = "",
             for p in preds]
     rep = score(gold, pred, [p.case.note_id for p in preds], cons, directory, with_confidence)
     rep.errors = {p.case.note_id: p.error for p in preds if p.error}
+    y, conf, _ = confidence_pairs(preds)
+    if y:
+        from sklearn.metrics import brier_score_loss
+
+        rep.confidence_brier = float(brier_score_loss(y, conf))
+        rep.confidence_lines = len(y)
     return rep
+
+
+def confidence_pairs(preds: Sequence[Prediction]) -> tuple[list[int], list[float], list[str]]:
+    """(accepted?, confidence, line type) for every suggested CPT and ICD line.
+
+    Accepted = the line's code is in the note's gold: the label the confidence model
+    is trained to predict, so its Brier score is comparable across folders.
+    """
+    y: list[int] = []
+    conf: list[float] = []
+    kind: list[str] = []
+    for p in preds:
+        if p.result is None:
+            continue
+        gold_cpt = {ln.code for ln in p.case.gold.cpt}
+        for ln in p.result.cpt:
+            y.append(int(ln.code in gold_cpt))
+            conf.append(ln.confidence)
+            kind.append("cpt")
+        for il in p.result.icd10:
+            y.append(int(il.code in p.case.gold.icd10))
+            conf.append(il.confidence)
+            kind.append("icd")
+    return y, conf, kind
 
 
 def evaluate_dir(directory: Path, predictor: Predictor | None = None,

@@ -16,3 +16,5 @@ from extractor.cli import code as _code  # noqa: E402,F401  (registers `dermcode
 from extractor.cli import batch as _batch  # noqa: E402,F401
 from extractor.cli import spark as _spark  # noqa: E402,F401
 from extractor.cli import evaluate as _evaluate  # noqa: E402,F401
+from extractor.cli import train as _train  # noqa: E402,F401
+from extractor.cli import review as _review  # noqa: E402,F401

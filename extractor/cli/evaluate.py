@@ -51,6 +51,7 @@ def render_report(rep: object, verbose: bool = False) -> None:
     t.add_row(f"E/M level accuracy ({rep.em_notes} notes)", _pct(rep.em_accuracy))
     t.add_row("exact claim (codes+units)", _pct(rep.exact_claim_rate))
     t.add_row("exact claim (+modifiers)", _pct(rep.exact_claim_modifiers_rate))
+    t.add_row(f"confidence Brier ({rep.confidence_lines} lines)", _pct(rep.confidence_brier))
     console.print(t)
     t = Table(title="flags")
     for col in ("flag", "P", "R", "F1", "gold", "pred"):
@@ -76,7 +77,9 @@ def render_report(rep: object, verbose: bool = False) -> None:
 
 @app.command("evaluate")
 def evaluate_command(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Gold folder (NAME.txt + NAME.json).")],
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Gold folder (NAME.txt + NAME.json).")
+    ],
     *,
     fmt: Annotated[
         EvalFormat, typer.Option("--format", "-f", help="table (default) or json.")

@@ -47,6 +47,11 @@ def spark_command(
     if not source.exists():
         typer.echo(f"dermcode: {source}: no such file or folder", err=True)
         raise typer.Exit(2)
+    from pyspark.sql import SparkSession
+
+    # Stop the session at the end only if this command started it (not inside a notebook
+    # or a test that already has one).
+    owned = SparkSession.getActiveSession() is None
     session = dspark.get_session(master)
     try:
         session.sparkContext.setLogLevel("ERROR")
@@ -61,7 +66,8 @@ def spark_command(
         typer.echo(f"dermcode: {exc}", err=True)
         raise typer.Exit(2) from None
     finally:
-        session.stop()
+        if owned:
+            session.stop()
     where = f"{written} lines to {out}" if written >= 0 else f"Parquet to {out}"
     typer.echo(
         f"{counts['notes']} notes: {counts['coded']} coded, {counts['flagged']} flagged, "

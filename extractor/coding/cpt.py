@@ -878,12 +878,12 @@ def _route(ctx: _Ctx, i: int, p: ProcedureFact) -> tuple[str | None, list[Diagno
 
 
 def _not_performed(ctx: _Ctx, i: int, p: ProcedureFact) -> None:
-    family, _ = _route(ctx, i, p)
+    family, dxs = _route(ctx, i, p)
     probe = _Ctx(facts=ctx.facts, t=ctx.t)
     handler = HANDLERS.get(family or "")
     code = None
     if handler is not None:
-        handler(probe, i, p.model_copy(update={"status": "performed"}), [])
+        handler(probe, i, p.model_copy(update={"status": "performed"}), dxs)
         _code_biopsies(probe)
         _code_sessions(probe)
         _code_nails(probe)

@@ -469,6 +469,7 @@ class DermLesions:
             facts.procedures.append(self._fact(doc, c, units, facts))
         self._consolidate_repairs(facts)
         self._fill_from_blocks(units, facts)
+        self._fill_by_site(units, facts)
         self._absorb_parts(facts)
         # "Remove sutures", "removal" with nothing removed named: not a procedure; and a
         # generic "removal" beside a documented excision/shave/destruction is that procedure
@@ -564,6 +565,41 @@ class DermLesions:
                 a.diagnoses = a.diagnoses or b.diagnoses
                 drop.add(id(b))
         facts.procedures = [p for p in facts.procedures if id(p) not in drop]
+
+    def _fill_by_site(self, units: list[Unit], facts: NoteFacts) -> None:
+        """The lesion's size written where it was examined: "Exam: L upper back: 0.8 x 0.6 cm
+        macule" for "excision L upper back" in the plan. The sentence must name the same
+        site (and not the other side), or carry the same lesion number."""
+        for p in facts.procedures:
+            if p.status != "performed" or p.size_cm is not None:
+                continue
+            if p.kind not in ("excision", "shave_removal", "destruction", "mohs"):
+                continue
+            for u in units:
+                if u.section in HISTORY_SECTIONS:
+                    continue
+                same_item = p.lesion_no is not None and u.item == p.lesion_no
+                sites = self._sites(u)
+                near = [
+                    s for s in sites
+                    if p.site is not None and s[4] == p.site
+                    and (s[1] is None or p.laterality is None or s[1] == p.laterality)
+                ]
+                if not near and not same_item:
+                    continue
+                if len(sites) > 1 and not near:
+                    continue
+                sizes = [
+                    m for m in u.meas
+                    if _mv(m).get("kind") == "size" and _mv(m).get("role") == "lesion"
+                ]
+                if near and len(sites) > 1:
+                    sizes = [m for m in sizes if min(sites, key=lambda s: _dist(m, s[0])) in near]
+                if sizes:
+                    m = min(sizes, key=lambda m: _dist(m, near[0][0]) if near else 0)
+                    p.size_cm = _mv(m)["cm"]
+                    p.evidence.append(_span_ev(m))
+                    break
 
     def _fill_from_blocks(self, units: list[Unit], facts: NoteFacts) -> None:
         """Sizes written in a procedure description, far from the procedure's own line.

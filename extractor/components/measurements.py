@@ -47,6 +47,9 @@ def to_cm(value: float, unit: str | None) -> float:
 _SENT_END = re.compile(r"(?<=[.;])\s+(?=[A-Z#\d])|\n\s*\n|\n(?=\s*[A-Z#\d-])")
 
 
+_OTHER_MEASURE = re.compile(r"\d+(?:\.\d+)?\s*(?:mm|cm)\b")
+
+
 @dataclass(frozen=True)
 class _Compiled:
     rule: MeasureRule
@@ -88,12 +91,14 @@ class DermMeasurements:
                 continue
             if role.side in ("left", "both"):
                 left = _SENT_END.split(text[max(0, start - role.window) : start])[-1]
+                left = _OTHER_MEASURE.split(left)[-1]  # a keyword beyond another length is its
                 hits = list(rx.finditer(left))
                 if hits:
                     cand = (len(left) - hits[-1].end(), order, role.role)
                     best = min(best, cand) if best else cand
             if role.side in ("right", "both"):
                 right = _SENT_END.split(text[end : end + role.window], maxsplit=1)[0]
+                right = _OTHER_MEASURE.split(right, maxsplit=1)[0]
                 hit = rx.search(right)
                 if hit:
                     cand = (hit.start(), order, role.role)

@@ -112,3 +112,42 @@ def test_rejects_malformed_gold() -> None:
     ):
         with pytest.raises(ValidationError):
             GoldNote.model_validate(bad)
+
+
+def test_modifier_placement(gold: tuple[Path, GoldNote]) -> None:
+    """§11.1/§11.2: 25 only on E/M; 59-class never on add-on codes."""
+    from extractor.coding.cpt_tables import tables
+
+    path, g = gold
+    t = tables()
+    for ln in g.cpt:
+        is_em = ln.code.startswith("992")
+        assert is_em or "25" not in ln.modifiers, f"{_id(path)}: 25 on {ln.code}"
+        row = t.codes.get(ln.code)
+        assert row is not None, f"{_id(path)}: {ln.code} is not in the project's CPT table"
+        if row.addon_of:
+            assert not {"59", "XS", "XE", "XP", "XU"} & set(ln.modifiers), (
+                f"{_id(path)}: 59-class modifier on add-on {ln.code}"
+            )
+
+
+def test_em_matches_patient(gold: tuple[Path, GoldNote]) -> None:
+    """A new-patient E/M (9920x) needs patient 'new', an established one (9921x) 'established'."""
+    path, g = gold
+    for ln in g.cpt:
+        if ln.code.startswith("9920"):
+            assert g.patient == "new", f"{_id(path)}: {ln.code} but patient={g.patient}"
+        elif ln.code.startswith("9921"):
+            assert g.patient == "established", f"{_id(path)}: {ln.code} but patient={g.patient}"
+
+
+def test_dermoscopy_consistent(gold: tuple[Path, GoldNote]) -> None:
+    path, g = gold
+    d = g.dermoscopy
+    if d.status == "not_mentioned":
+        assert not d.mdm_data_categories, _id(path)
+        assert not {f for f in g.flags if f.startswith("DERMOSCOPY_")}, _id(path)
+    if "DERMOSCOPY_WITHOUT_FINDINGS" in g.flags:
+        assert d.status == "without_findings", _id(path)
+    if "DERMOSCOPY_FINDINGS_NOT_LINKED" in g.flags:
+        assert d.status == "findings_documented", _id(path)
