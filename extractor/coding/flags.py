@@ -170,7 +170,7 @@ def quote(text: str, ev: Evidence | None, limit: int = 180) -> str:
     if ev is None:
         return ""
     s, e = _sentence_span(text, ev.start, ev.end)
-    sent = " ".join(text[s:e].split()).strip(" -:,")
+    sent = " ".join(text[s:e].split()).strip(" -:,;.")
     if _PAYMENT.search(sent):
         parts = [p.strip() for p in re.split(r"[,;.]", sent) if p.strip()]
         sent = ", ".join(p for p in parts if not _PAYMENT.search(p))
@@ -859,7 +859,7 @@ def _t_count_mismatch(note: Note, row: FlagRow) -> list[Hit]:
     hits = []
     text = note.text
     kinds = row.kinds or sorted(_COUNT_KINDS)
-    for i, p in enumerate(note.facts.procedures):
+    for p in note.facts.procedures:
         if p.status != "performed" or p.kind not in kinds:
             continue
         evs = _valid(text, p.evidence)

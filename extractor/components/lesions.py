@@ -657,6 +657,8 @@ class DermLesions:
         for c in cands:
             target = None
             for prev in reversed(out[-6:]):
+                if None not in (c.unit.item, prev.unit.item) and c.unit.item != prev.unit.item:
+                    continue  # "#1 incisional bx ... #2 punch bx": two lesions
                 in_block = c.unit.section in PROCEDURE_SECTIONS and prev.unit.section in PROCEDURE_SECTIONS
                 # a description sentence with no site of its own continues the procedure
                 # named earlier in the operative note, however long the description

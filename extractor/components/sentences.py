@@ -17,7 +17,7 @@ from spacy.tokens import Doc
 _ABBREV = {
     "dr", "mr", "mrs", "ms", "vs", "approx", "e.g", "i.e", "etc", "st", "no", "fig",
     "q", "b.i.d", "t.i.d", "q.d", "p.o", "cf", "ca", "ext", "lat", "med", "ant", "sup",
-    "inf", "prox", "dist", "sq", "mt", "ft", "wk", "wks", "mo", "mos", "yr", "yrs",
+    "inf", "prox", "dist", "sq", "mt", "ft",
 }
 _ENDERS = {".", "!", "?"}
 _OPENERS = set("#-*•·–—([\"'")
