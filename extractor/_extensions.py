@@ -11,6 +11,7 @@ from typing import Any
 
 from spacy.tokens import Doc, Span
 
+
 def _meta(span: Span, kind: str | None = None) -> tuple[str | None, dict | None]:
     table = span.doc._.dc_span_meta
     key = (span.start, span.end) if kind is None else (span.start, span.end, kind)

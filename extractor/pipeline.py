@@ -59,6 +59,8 @@ def build_pipeline() -> Language:
     """A fresh pipeline. Prefer :func:`get_pipeline`, which builds it once per process."""
     _quiet_third_party_logs()
     # Importing the component modules registers their factories.
+    from medspacy.custom_tokenizer import create_medspacy_tokenizer
+
     from extractor.components import (  # noqa: F401
         context,
         entities,
@@ -67,7 +69,6 @@ def build_pipeline() -> Language:
         sections,
         sentences,
     )
-    from medspacy.custom_tokenizer import create_medspacy_tokenizer
 
     nlp = spacy.blank("en")
     nlp.tokenizer = create_medspacy_tokenizer(nlp)

@@ -21,8 +21,8 @@ The result is a :class:`~extractor.schemas.NoteFacts` on ``doc._.dc_facts``.
 
 import re
 from bisect import bisect_right
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -662,8 +662,13 @@ class DermLesions:
                 in_block = c.unit.section in PROCEDURE_SECTIONS and prev.unit.section in PROCEDURE_SECTIONS
                 # a description sentence with no site of its own continues the procedure
                 # named earlier in the operative note, however long the description
+                same_place = c.site_id is None or (
+                    prev.site_id is not None
+                    and self.region.get(c.site_id) == self.region.get(prev.site_id)
+                    and (c.side is None or prev.side is None or c.side == prev.side)
+                )  # "ellipse oriented along the leg axis" in a calf excision
                 far_ok = (
-                    in_block and c.site_id is None and c.status == prev.status == "performed"
+                    in_block and same_place and c.status == prev.status == "performed"
                     and (c.kind == prev.kind or "removal" in (c.kind, prev.kind))
                 )
                 if not far_ok and (
@@ -677,7 +682,10 @@ class DermLesions:
                 kind = _merge_kind(prev, c) if prev.status == c.status else None
                 if not kind:
                     continue
-                if c.site_id and prev.site_id and (c.site_id, c.side) != (prev.site_id, prev.side):
+                if (
+                    not far_ok and c.site_id and prev.site_id
+                    and (c.site_id, c.side) != (prev.site_id, prev.side)
+                ):
                     continue
                 target = prev
                 target.kind = kind

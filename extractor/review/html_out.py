@@ -146,7 +146,7 @@ def _note_card(note: FlaggedNote, idx: int, text: str | None) -> str:
         )
         snips = "".join(
             f'<li><span class="badge">{_e(f.id)}</span> <mark class="sev-{_e(f.severity)}">'
-            f"{_e(ev.text)}</mark> <span class=\"muted\">[{ev.start}-{ev.end}]</span></li>"
+            f'{_e(ev.text)}</mark> <span class="muted">[{ev.start}-{ev.end}]</span></li>'
             for f in note.flags
             for ev in f.evidence
         )

@@ -40,8 +40,9 @@ def _ev(text: str, word: str) -> Evidence:
 
 
 def _flag(fid: str, sev: str, ev: Evidence) -> Flag:
-    return Flag(id=fid, severity=sev, message=f"{fid} message", query=f"Query for {fid}?",
-                evidence=[ev])
+    return Flag(
+        id=fid, severity=sev, message=f"{fid} message", query=f"Query for {fid}?", evidence=[ev]
+    )
 
 
 def _results() -> list[NoteResult]:
@@ -50,11 +51,21 @@ def _results() -> list[NoteResult]:
         NoteResult(
             note_id="a/one.txt",
             cpt=[CptLine(code="11102", units=1, icd10=["D49.2"], confidence=0.8)],
-            icd10=[Icd10Line(code="D49.2", description="Neoplasm of unspecified behavior",
-                             confidence=0.8)],
+            icd10=[
+                Icd10Line(
+                    code="D49.2", description="Neoplasm of unspecified behavior", confidence=0.8
+                )
+            ],
             flags=[_flag("BIOPSY_TECHNIQUE_MISSING", "warning", _ev(one, "Biopsy"))],
-            entities=[Entity(label="SITE", start=one.index("ear"), end=one.index("ear") + 3,
-                             text="ear", attrs={"site": "ear"})],
+            entities=[
+                Entity(
+                    label="SITE",
+                    start=one.index("ear"),
+                    end=one.index("ear") + 3,
+                    text="ear",
+                    attrs={"site": "ear"},
+                )
+            ],
         ),
         NoteResult(
             note_id="two.txt",
@@ -73,9 +84,11 @@ def _batch(tmp_path: Path) -> tuple[Path, Path]:
         (notes / rel).parent.mkdir(parents=True, exist_ok=True)
         (notes / rel).write_text(text, encoding="utf-8")
     lines = [r.model_dump_json() for r in _results()]
-    lines.append(NoteError.model_validate(
-        {"note_id": "bad.bin", "error": {"type": "not_text", "message": "binary"}}
-    ).model_dump_json())
+    lines.append(
+        NoteError.model_validate(
+            {"note_id": "bad.bin", "error": {"type": "not_text", "message": "binary"}}
+        ).model_dump_json()
+    )
     lines.append('{"truncated": ')
     out = tmp_path / "out.jsonl"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -132,8 +145,9 @@ def test_csv_filters(tmp_path: Path) -> None:
     runner.invoke(app, ["review", str(out), "--csv", str(dest), "--flag", "SITE_MISSING"])
     rows = list(csv.DictReader(io.StringIO(dest.read_text(encoding="utf-8"))))
     assert [r["flag"] for r in rows] == ["SITE_MISSING"]
-    runner.invoke(app, ["review", str(out), "--csv", str(dest), "--severity", "warning",
-                        "--min-flags", "1"])
+    runner.invoke(
+        app, ["review", str(out), "--csv", str(dest), "--severity", "warning", "--min-flags", "1"]
+    )
     rows = list(csv.DictReader(io.StringIO(dest.read_text(encoding="utf-8"))))
     assert {r["flag"] for r in rows} == {"SITE_MISSING", "BIOPSY_TECHNIQUE_MISSING"}
 
@@ -141,7 +155,9 @@ def test_csv_filters(tmp_path: Path) -> None:
 def _html(tmp_path: Path, with_notes: bool = True) -> Path:
     out, notes = _batch(tmp_path)
     dest = tmp_path / "r.html"
-    args = ["review", str(out), "--html", str(dest)] + (["--notes", str(notes)] if with_notes else [])
+    args = ["review", str(out), "--html", str(dest)] + (
+        ["--notes", str(notes)] if with_notes else []
+    )
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     return dest
@@ -166,15 +182,24 @@ def test_html_without_notes_shows_snippets(tmp_path: Path) -> None:
 def test_html_notes_cannot_escape_folder(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("Biopsy SECRET", encoding="utf-8")
-    res = NoteResult(note_id="../secret.txt", flags=[
-        Flag(id="SITE_MISSING", severity="warning", message="m",
-             evidence=[Evidence(start=0, end=6, text="Biopsy")])])
+    res = NoteResult(
+        note_id="../secret.txt",
+        flags=[
+            Flag(
+                id="SITE_MISSING",
+                severity="warning",
+                message="m",
+                evidence=[Evidence(start=0, end=6, text="Biopsy")],
+            )
+        ],
+    )
     out = tmp_path / "o.jsonl"
     out.write_text(res.model_dump_json() + "\n", encoding="utf-8")
     (tmp_path / "notes").mkdir()
     dest = tmp_path / "r.html"
-    r = runner.invoke(app, ["review", str(out), "--html", str(dest), "--notes",
-                            str(tmp_path / "notes")])
+    r = runner.invoke(
+        app, ["review", str(out), "--html", str(dest), "--notes", str(tmp_path / "notes")]
+    )
     assert r.exit_code == 0
     assert "SECRET" not in dest.read_text(encoding="utf-8")
 
@@ -184,8 +209,13 @@ def test_html_notes_cannot_escape_folder(tmp_path: Path) -> None:
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROME_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -220,8 +250,11 @@ def test_html_in_headless_chromium(tmp_path: Path, browser) -> None:
         el.get_attribute("id").removeprefix("count-"): int(el.text)
         for el in browser.find_elements(By.CSS_SELECTOR, "td.count")
     }
-    assert counts == {"BIOPSY_TECHNIQUE_MISSING": 1, "SITE_MISSING": 1,
-                      "DERMOSCOPY_WITHOUT_FINDINGS": 1}
+    assert counts == {
+        "BIOPSY_TECHNIQUE_MISSING": 1,
+        "SITE_MISSING": 1,
+        "DERMOSCOPY_WITHOUT_FINDINGS": 1,
+    }
     notes = browser.find_elements(By.CSS_SELECTOR, "section.note")
     assert len(notes) == 2 and all(n.is_displayed() for n in notes)
     marks = browser.find_elements(By.CSS_SELECTOR, "mark[data-flag]")
@@ -254,6 +287,8 @@ def test_review_json_roundtrip_of_engine_output(tmp_path: Path) -> None:
     (tmp_path / "n" / "a").mkdir(parents=True)
     (tmp_path / "n" / "a" / "one.txt").write_text(text, encoding="utf-8")
     dest = tmp_path / "r.html"
-    r = runner.invoke(app, ["review", str(out), "--html", str(dest), "--notes", str(tmp_path / "n")])
+    r = runner.invoke(
+        app, ["review", str(out), "--html", str(dest), "--notes", str(tmp_path / "n")]
+    )
     assert r.exit_code == 0, r.output
     assert 'data-flag="BIOPSY_TECHNIQUE_MISSING"' in dest.read_text(encoding="utf-8")
