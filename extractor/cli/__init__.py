@@ -12,9 +12,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from extractor.cli import batch as _batch  # noqa: E402,F401
 from extractor.cli import code as _code  # noqa: E402,F401  (registers `dermcode code`)
+from extractor.cli import batch as _batch  # noqa: E402,F401
 from extractor.cli import evaluate as _evaluate  # noqa: E402,F401
-from extractor.cli import review as _review  # noqa: E402,F401
 from extractor.cli import spark as _spark  # noqa: E402,F401
 from extractor.cli import train as _train  # noqa: E402,F401
+from extractor.cli import review as _review  # noqa: E402,F401

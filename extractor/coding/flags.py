@@ -728,6 +728,9 @@ def _t_procedure_gap(note: Note, row: FlagRow) -> list[Hit]:
             continue
         dxs = note.dxs(p)
         where = _where(p)
+        if el == "diagnosis" and dxs:
+            # the vague words themselves are the evidence a reviewer needs to see first
+            evs = [*_valid(note.text, dxs[0].evidence[:1]), *evs]
         hits.append(
             Hit(
                 evs,
@@ -735,7 +738,7 @@ def _t_procedure_gap(note: Note, row: FlagRow) -> list[Hit]:
                     "procedure": _proc_word(p),
                     "where": f" of the {where}" if where else "",
                     "site": where,
-                    "quote": quote(note.text, evs[0]),
+                    "quote": quote(note.text, evs[-1] if el == "diagnosis" else evs[0]),
                     "dx": dxs[0].text if dxs else "",
                     "measure": "repair length" if p.kind == "repair" else "lesion diameter",
                 },

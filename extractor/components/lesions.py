@@ -216,6 +216,7 @@ class DermLesions:
     def _units(self, doc: Doc) -> list[Unit]:
         secs = doc._.dc_section_spans or []
         sec_starts = [s[1] for s in secs]
+        self._secs, self._sec_starts = secs, sec_starts
         units: list[Unit] = []
         item: int | None = None
         text = self._text
@@ -307,6 +308,12 @@ class DermLesions:
         doc._.dc_facts = facts
         return doc
 
+    def _section_at(self, offset: int, default: str) -> str:
+        """The section a character offset falls in: a title may sit mid-sentence
+        ("...tolerated well.,PATHOLOGY ADDENDUM (received 06/14): , Left shin: melanoma")."""
+        k = bisect_right(self._sec_starts, offset) - 1
+        return self._secs[k][0] if k >= 0 else default
+
     def _encounter(self, doc: Doc, units: list[Unit], facts: NoteFacts) -> None:
         for u in units:
             for e in u.ents:
@@ -375,6 +382,7 @@ class DermLesions:
             for e, concept in zip(dx_ents, concepts):
                 if specific and concept in self.catchalls:
                     continue
+                section = self._section_at(e.start_char, u.section)
                 status = {
                     "family": "family",
                     "negated": "negated",
@@ -382,18 +390,18 @@ class DermLesions:
                     "hypothetical": "hypothetical",
                     "planned": "active",
                     "performed": "active",
-                }[_status(e, u.section)]
+                }[_status(e, section)]
                 source = (
                     "pathology"
-                    if u.section in PATHOLOGY_SECTIONS or _path_near(self._text, e)
+                    if section in PATHOLOGY_SECTIONS or _path_near(self._text, e)
                     else "assessment"
-                    if u.section in ASSESSMENT_SECTIONS
+                    if section in ASSESSMENT_SECTIONS
                     else "procedure"
-                    if u.section in PROCEDURE_SECTIONS
+                    if section in PROCEDURE_SECTIONS
                     else "history"
-                    if u.section in HISTORY_SECTIONS
+                    if section in HISTORY_SECTIONS
                     else "exam"
-                    if u.section in ("exam", "dermoscopy")
+                    if section in ("exam", "dermoscopy")
                     else "other"
                 )
                 site = _nearest(e, sites)
@@ -407,7 +415,7 @@ class DermLesions:
                     laterality=site[1] if site else None,
                     eyelid=site[2] if site else None,
                     lesion_no=u.item,
-                    section=u.section,
+                    section=section,
                     rule_id=_rid(e),
                     evidence=[_span_ev(e)] + ([_span_ev(site[0])] if site else []),
                 )
@@ -468,6 +476,7 @@ class DermLesions:
         for c in cands:
             facts.procedures.append(self._fact(doc, c, units, facts))
         self._consolidate_repairs(facts)
+        self._link_pathology(facts)
         self._fill_from_blocks(units, facts)
         self._fill_by_site(units, facts)
         self._absorb_parts(facts)
@@ -565,6 +574,34 @@ class DermLesions:
                 a.diagnoses = a.diagnoses or b.diagnoses
                 drop.add(id(b))
         facts.procedures = [p for p in facts.procedures if id(p) not in drop]
+
+    def _link_pathology(self, facts: NoteFacts) -> None:
+        """A pathology result belongs to the lesion it reports on: same site, or the only
+        tissue procedure of the note when the report names no site ("ADDENDUM: melanoma in
+        situ"), so it can override the clinical impression (CODING_CONVENTIONS §13.1)."""
+        path = [
+            i for i, d in enumerate(facts.diagnoses)
+            if d.status == "active" and d.source == "pathology" and d.concept not in self.catchalls
+        ]
+        if not path:
+            return
+        tissue = [
+            p for p in facts.procedures
+            if p.status == "performed" and p.kind in PER_LESION | {"destruction"}
+        ]
+        for i in path:
+            d = facts.diagnoses[i]
+            if d.site is not None:
+                hits = [
+                    p for p in tissue
+                    if p.site and self.region.get(p.site) == self.region.get(d.site)
+                    and (p.laterality is None or d.laterality is None or p.laterality == d.laterality)
+                ]
+            else:
+                hits = tissue if len(tissue) == 1 else []
+            for p in hits:
+                if i not in p.diagnoses:
+                    p.diagnoses.insert(0, i)
 
     def _fill_by_site(self, units: list[Unit], facts: NoteFacts) -> None:
         """The lesion's size written where it was examined: "Exam: L upper back: 0.8 x 0.6 cm

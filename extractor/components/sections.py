@@ -105,6 +105,14 @@ def _valid_title(doc: Doc, sec: Section) -> bool:
     short = len(doc[sec.title_start : end].text) <= 2
     if nxt.text in _FOLLOWERS:
         return not short or _starts_line(doc, sec.title_start)
+    if nxt.text == "(" or (nxt.like_num and not short):
+        # "PATHOLOGY ADDENDUM (received 06/14):", "ADDENDUM 03/02/2026 (Dr. X):"
+        for tok in doc[end : min(len(doc), end + 12)]:
+            if tok.text == ":":
+                return True
+            if "\n" in tok.text:
+                break
+        return False
     if nxt.is_space and "\n" in nxt.text:
         return _starts_line(doc, sec.title_start)
     return False

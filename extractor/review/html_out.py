@@ -75,6 +75,10 @@ _JS = """
 """
 
 
+# The page may fetch nothing: a CSP that forbids every network source enforces it.
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+
+
 def _e(s: object) -> str:
     return html.escape(str(s), quote=True)
 
@@ -186,13 +190,13 @@ def render_html(
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>dermcode documentation review</title><style>{_CSS}</style></head>
 <body><header><h1>Documentation review</h1><div>{_e(source)}</div></header><main>
-<p id="totals">Notes in batch: <b id="total-notes">{total_notes}</b> &middot; flagged (after filters):
-<b id="flagged-notes">{len(notes)}</b> &middot; notes that failed to process (skipped):
-<b id="error-notes">{errors}</b></p>
+<p id="totals">Notes in batch: <b id="total-notes">{total_notes}</b> &middot;
+flagged (after filters): <b id="flagged-notes">{len(notes)}</b> &middot;
+notes that failed to process (skipped): <b id="error-notes">{errors}</b></p>
 <div class="summary"><div><h3>Flags</h3><table id="flag-counts"><tr><th>flag</th><th>severity</th>
 <th>notes</th><th>occurrences</th></tr>{flag_rows}</table></div>
 <div><h3>Sites</h3><table id="site-counts"><tr><th>site</th><th>flags</th></tr>{site_rows}</table>

@@ -46,7 +46,7 @@ def _flag(fid: str, sev: str, ev: Evidence) -> Flag:
 
 
 def _results() -> list[NoteResult]:
-    one, two, three = NOTES["a/one.txt"], NOTES["two.txt"], NOTES["three.txt"]
+    one, two = NOTES["a/one.txt"], NOTES["two.txt"]
     return [
         NoteResult(
             note_id="a/one.txt",

@@ -40,11 +40,13 @@ POSITIVE = [
     ),
     (
         "DERMOSCOPY_FINDINGS_NOT_LINKED",
-        "Exam: 6 mm papule L flank.\nDermoscopy L flank: peripheral globules, structureless center.\n\nA/P: Seborrheic keratosis back - benign.",
+        "Exam: 6 mm papule L flank.\nDermoscopy L flank: peripheral globules, "
+        "structureless center.\n\nA/P: Seborrheic keratosis back - benign.",
     ),
     (
         "DERMOSCOPY_FINDINGS_NOT_LINKED",
-        "Exam:\n#1 L cheek: 5 mm scaly papule.\n#3 Nevus R thigh - dermoscopy shows a few irregular dots.\n\nA/P:\n#1 AK L cheek - LN2 x1.",
+        "Exam:\n#1 L cheek: 5 mm scaly papule.\n#3 Nevus R thigh - dermoscopy "
+        "shows a few irregular dots.\n\nA/P:\n#1 AK L cheek - LN2 x1.",
     ),
     ("BIOPSY_TECHNIQUE_MISSING", "Biopsy of crusted nodule R ear, r/o SCC; specimen to lab."),
     ("SIZE_MISSING", "Excised cyst from R flank, layered closure."),
@@ -66,18 +68,21 @@ POSITIVE = [
     ("HISTOLOGY_PENDING", "Excised atypical lesion R chest 0.6 cm with 2 mm margins, await path."),
     (
         "COSMETIC_INDICATION",
-        "Cosmetic removal of cherry angiomas on chest, pt preference, self-pay. Shave removal of 3 angiomas, 2 mm each.",
+        "Cosmetic removal of cherry angiomas on chest, pt preference, self-pay. "
+        "Shave removal of 3 angiomas, 2 mm each.",
     ),
     (
         "COSMETIC_INDICATION",
-        "Pt requests removal of benign nevus on chin for appearance; no symptoms. Shave removal of 4 mm nevus R chin.",
+        "Pt requests removal of benign nevus on chin for appearance; no "
+        "symptoms. Shave removal of 4 mm nevus R chin.",
     ),
 ]
 
 NEGATIVE = [
     (
         "DERMOSCOPY_WITHOUT_FINDINGS",
-        "Exam: 5 mm nevus R flank. Dermoscopy: regular reticular network, no dots or globules; reassured.",
+        "Exam: 5 mm nevus R flank. Dermoscopy: regular reticular network, no "
+        "dots or globules; reassured.",
     ),
     ("DERMOSCOPY_WITHOUT_FINDINGS", "Exam: 5 mm nevus R flank. Dermoscopy not performed."),
     (
@@ -86,11 +91,14 @@ NEGATIVE = [
     ),
     (
         "DERMOSCOPY_FINDINGS_NOT_LINKED",
-        "Exam: 6 mm papule L flank.\nDermoscopy L flank: peripheral globules; benign growing pattern, photo and recheck in 6 months.",
+        "Exam: 6 mm papule L flank.\nDermoscopy L flank: peripheral globules; "
+        "benign growing pattern, photo and recheck in 6 months.",
     ),
     (
         "DERMOSCOPY_FINDINGS_NOT_LINKED",
-        "Exam:\n#1 R upper back: 6 mm macule. Dermoscopy: atypical network.\n\nA/P:\n#1 r/o dysplastic nevus - tangential shave bx R upper back.",
+        "Exam:\n#1 R upper back: 6 mm macule. Dermoscopy: atypical "
+        "network.\n\nA/P:\n#1 r/o dysplastic nevus - tangential shave bx R "
+        "upper back.",
     ),
     ("BIOPSY_TECHNIQUE_MISSING", "3 mm punch bx of R shin plaque."),
     (
