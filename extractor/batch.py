@@ -273,6 +273,13 @@ def _work_chunk(tasks: list[NoteTask]) -> tuple[list[NoteOutcome], float | None]
     return [code_one_file(t) for t in tasks], _peak_rss_mb()
 
 
+def _ping() -> int:
+    """A no-op task: proves a fresh worker can start and load the pipeline."""
+    if _LOAD_ERROR is not None:
+        raise PipelineLoadError(_LOAD_ERROR)
+    return os.getpid()
+
+
 def _mp_context() -> multiprocessing.context.BaseContext:
     """``forkserver`` where it exists (fast, no inherited threads or locks), else ``spawn``."""
     methods = multiprocessing.get_all_start_methods()
@@ -556,6 +563,11 @@ def _one_by_one(
                 pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=_mp_context(), initializer=_init_worker
                 )
+                try:
+                    pool.submit(_ping).result()
+                except BrokenProcessPool:
+                    # Dies before seeing any note: the environment, not a note, is at fault.
+                    raise BatchSetupError("coding worker processes cannot start") from None
             try:
                 outcomes, rss = _chunk_result(pool.submit(_work_chunk, [task]), [task])
             except BrokenProcessPool:

@@ -162,6 +162,17 @@ def cross_validate(ds: Dataset, seed: int = SEED) -> dict[str, Any]:
     return out
 
 
+def patterns_hash() -> str:
+    """sha256 of the rule files: the model is tied to the rules that produced its lines."""
+    from extractor.patterns import patterns_dir
+
+    root = patterns_dir()
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.jsonl")):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def feature_names(rows: list[dict[str, Any]]) -> list[str]:
     return sorted({k for r in rows for k in r})
 
@@ -204,6 +215,7 @@ def train(corpus_dir: Path, models_dir: Path, seed: int = SEED,
         features=feature_names(ds.rows),
         corpus=Path(corpus_dir).as_posix(),
         corpus_hash=corpus_hash(corpus_dir),
+        patterns_hash=patterns_hash(),
         seed=seed,
         estimator="CalibratedClassifierCV(sigmoid, 5-fold) of "
                   f"DictVectorizer > MaxAbsScaler > LogisticRegression(C={C_REG})",
@@ -237,7 +249,8 @@ line's code appears in the gold coding of its note (CPT: the code, whatever its 
 modifiers; ICD-10-CM: the full code).
 
 **Data.** `{m.corpus}` only ({m.metrics.get('notes', '?')} notes, {mod['lines']} suggested
-lines, {mod['positive_rate']:.1%} accepted), corpus hash `{m.corpus_hash[:16]}…`. The
+lines, {mod['positive_rate']:.1%} accepted), corpus hash `{m.corpus_hash[:16]}…`, rules
+(`patterns/`) hash `{str(getattr(m, "patterns_hash", ""))[:16]}…`. The
 held-out `corpus/test` is never used for training; score it with `dermcode evaluate
 corpus/test --confidence` or `notebooks/evaluation.ipynb`.
 
@@ -262,6 +275,9 @@ from the line's current confidence): {feats}.
 | predicted | lines | mean predicted | observed acceptance |
 | --- | --- | --- | --- |
 {rows}
+
+**Retrain** (`dermcode train`) whenever the rules or engines change: the lines the
+model scores are the engines' output, so a model trained on other rules is stale.
 
 **Limits.** Trained on 100 synthetic notes written for this project: probabilities are
 calibrated to that corpus and the current rules. Any change to the engines or the

@@ -292,3 +292,34 @@ def test_review_json_roundtrip_of_engine_output(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     assert 'data-flag="BIOPSY_TECHNIQUE_MISSING"' in dest.read_text(encoding="utf-8")
+
+
+def test_cdi_notebook_runs_headless(tmp_path: Path) -> None:
+    """notebooks/cdi_review.ipynb top to bottom, as CI runs it (batch from the env)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("ipykernel")
+    out, _ = _batch(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+    nb = nbformat.read(root / "notebooks" / "cdi_review.ipynb", as_version=4)
+    import os
+
+    old = os.environ.get("DERMCODE_BATCH")
+    os.environ["DERMCODE_BATCH"] = str(out)
+    try:
+        nbclient.NotebookClient(
+            nb,
+            timeout=300,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(root / "notebooks")}},
+        ).execute()
+    finally:
+        if old is None:
+            os.environ.pop("DERMCODE_BATCH", None)
+        else:
+            os.environ["DERMCODE_BATCH"] = old
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert sum(o["output_type"] == "display_data" for o in outputs) >= 2
+    assert "3 notes coded, 2 flagged, 1 failed notes skipped" in outputs[0]["text"]
