@@ -244,8 +244,32 @@ def load_pipeline() -> None:
         ) from None
 
 
-def _init_worker() -> None:
+def _watch_parent(parent_pid: int) -> None:
+    """Exit when the batch process is gone (killed with SIGKILL, say).
+
+    Under ``forkserver`` a worker's parent is the fork server, not the batch process,
+    so nothing else would stop orphaned workers from sitting on ~400 MB each.
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pragma: no cover - pid reused by another user
+                os._exit(1)
+
+    threading.Thread(target=watch, name="dermcode-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int | None = None) -> None:
     import signal
+
+    if parent_pid is not None:
+        _watch_parent(parent_pid)
 
     # Ctrl-C is the parent's to handle (flush OUT, stop the pool); a worker that took it
     # too would print a traceback per process. Workers write nothing to the terminal.
@@ -508,7 +532,10 @@ def _run_pool(
     while pending:
         suspects: list[NoteTask] = []
         with ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=_mp_context(), initializer=_init_worker
+            max_workers=n_workers,
+            mp_context=_mp_context(),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         ) as pool:
             inflight: dict[Future[tuple[list[NoteOutcome], float | None]], list[NoteTask]] = {}
             try:
@@ -561,7 +588,10 @@ def _one_by_one(
         for task in suspects:
             if pool is None:
                 pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=_mp_context(), initializer=_init_worker
+                    max_workers=1,
+                    mp_context=_mp_context(),
+                    initializer=_init_worker,
+                    initargs=(os.getpid(),),
                 )
                 try:
                     pool.submit(_ping).result()

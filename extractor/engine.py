@@ -52,7 +52,7 @@ def code_text(text: str, note_id: str = "stdin") -> NoteResult:
     cpt_out = cpt.code_cpt(facts, icd)
     derm = dermoscopy.assess(facts)
     flag_list = flags.evaluate(text, facts, icd, cpt_out, derm)
-    return NoteResult(
+    result = NoteResult(
         note_id=note_id,
         cpt=cpt_out.lines,
         icd10=icd.lines,
@@ -61,3 +61,7 @@ def code_text(text: str, note_id: str = "stdin") -> NoteResult:
         dermoscopy=derm,
         entities=entities_of(doc),
     )
+    from extractor import confidence
+
+    # The trained model (models/confidence/) replaces the engines' heuristic confidences.
+    return confidence.apply(result, facts, cpt_out=cpt_out, icd=icd)

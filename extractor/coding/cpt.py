@@ -905,8 +905,8 @@ MERGE_KINDS = {"excision", "shave_removal", "shave", "destruction", "mohs", "tag
 def _fill_site(facts: NoteFacts, i: int, p: ProcedureFact) -> ProcedureFact:
     """A procedure without a site takes the site of its linked diagnosis, or of another
     mention of the same diagnosis concept (the biopsy that proved it)."""
-    if p.site is not None:
-        return p
+    if p.site is not None or p.attrs.get("separate_lesion"):
+        return p  # "pt pointed out another papule": not the site of the main lesion
     concepts = {facts.diagnoses[j].concept for j in p.diagnoses if j < len(facts.diagnoses)}
     for j in p.diagnoses:
         d = facts.diagnoses[j] if j < len(facts.diagnoses) else None

@@ -388,6 +388,9 @@ _COUNT_WORDS = re.compile(
     r"warts?|tags?|papules?|sks?|keratoses)\b)",
     re.I,
 )
+_VAGUE_QUANTITY = re.compile(
+    r"\b(?:several|multiple|a few|few|some|numerous|scattered|various|many|all)\b", re.I
+)
 _SIZE_KINDS = {"excision", "shave_removal", "destruction", "repair"}
 _COUNT_KINDS = {"destruction", "tag_removal", "nail_debridement"}
 _DX_EXEMPT = {"biopsy", "nail_biopsy", "repair", "flap", "mohs", "photography"}
@@ -521,6 +524,13 @@ def _cross_check(note: Note, i: int, element: str) -> str | None:
         ):
             return None
         if any(f.procedures[j].count for j in sib):
+            return None
+        # one lesion named in the singular ("the lesion was snipped") is a count of one
+        plural = any(
+            re.search(r"s\b", d.text) and not re.search(r"(?:us|is|ss)\b", d.text)
+            for d in note.dxs(p)
+        )
+        if not plural and not note.said_near(i, _VAGUE_QUANTITY):
             return None
         return element
     if element == "histology":

@@ -44,7 +44,7 @@ from extractor.schemas import (
 HISTORY_SECTIONS = {"history", "social_history", "medications", "allergies", "ros"}
 # Sections that give the reason for a visit; their procedure words are not the record
 # of what was done when the note has a procedure, plan or assessment section too.
-REASON_SECTIONS = {"chief_complaint", "hpi", "preop_diagnosis"}
+REASON_SECTIONS = {"chief_complaint", "hpi", "preop_diagnosis", "pathology"}
 DOING_SECTIONS = {"procedure", "plan", "assessment_plan", "assessment", "findings"}
 FAMILY_SECTIONS = {"family_history"}
 PATHOLOGY_SECTIONS = {"pathology", "diagnosis"}
@@ -448,6 +448,8 @@ class DermLesions:
                 if kind == "repair" and a.get("method") is None:
                     kind = "repair_generic"
                 c = Cand(kind, u, [e], a.get("method"), status=_status(e, u.section), attrs=dict(a))
+                if _SEPARATE.search(u.text):
+                    c.attrs["separate_lesion"] = True  # not the lesion the note is about
                 if c.status == "performed" and (
                     _DATED.match(self._text, e.end_char)
                     or _DATED_BEFORE.search(self._text, max(u.start, e.start_char - 30), e.start_char)
@@ -1024,6 +1026,10 @@ class DermLesions:
         return out[:1] if c.kind in PER_LESION else out[:2]
 
 
+_SEPARATE = re.compile(
+    r"(?i)\b(?:additional|another|separate|second|different|unrelated)\s+(?:\w+\s+){0,2}?"
+    r"(?:lesion|spot|papule|growth|nodule|macule|plaque)|pointed out|also noted|incidental"
+)
 _NAILISH = re.compile(r"nail|matri|toe|ingrown|onycho|paronych")
 _INTRALESIONAL = re.compile(
     r"intralesional|\bil\b|\bilk\b|\bil[- ](?:tac|kenalog|steroid|triamcinolone)|kenalog[- ]?\d|mg/ml|mg / ml"

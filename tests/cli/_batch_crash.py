@@ -11,7 +11,7 @@ import os
 from extractor.batch import NoteOutcome, NoteTask
 
 
-def no_init() -> None:
+def no_init(parent_pid: int | None = None) -> None:
     """Workers skip the pipeline build."""
 
 
