@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "bench_batch.json")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
+    load_start = list(os.getloadavg())
 
     with tempfile.TemporaryDirectory(prefix="dermcode-bench-") as tmpname:
         tmp = Path(tmpname)
@@ -186,7 +187,14 @@ def main() -> None:
             }
         )
     result = {
-        "machine": {"cores": cores, "python": platform.python_version(), "platform": sys.platform},
+        "machine": {
+            "cores": cores,
+            "python": platform.python_version(),
+            "platform": sys.platform,
+            # Other work on the machine skews every figure: reported, not hidden.
+            "load_average_at_start": load_start,
+            "load_average_at_end": list(os.getloadavg()),
+        },
         "notes": len(paths),
         "words": words,
         "stock": {
@@ -217,6 +225,10 @@ def main() -> None:
     args.json.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"### dermcode batch benchmark ({len(paths)} notes, {words} words, {cores} cores)\n")
+    print(
+        f"Load average at start / end: {load_start[0]:.1f} / {os.getloadavg()[0]:.1f} "
+        f"(above ~0.5 other work shares the cores and skews the figures).\n"
+    )
     print("| pipeline | notes/s | words/s | peak RSS MB / worker | vs stock |")
     print("| --- | ---: | ---: | ---: | ---: |")
     print(

@@ -40,7 +40,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     dirs = args.dirs or [
-        d for d in (ROOT / "corpus" / "dev", ROOT / "corpus" / "test", ROOT.parent / "shared" / "realnotes")
+        d
+        for d in (
+            ROOT / "corpus" / "dev",
+            ROOT / "corpus" / "test",
+            ROOT.parent / "shared" / "realnotes",
+        )
         if d.is_dir()
     ]
     texts = load_notes(dirs) * args.repeat
@@ -71,8 +76,13 @@ def main() -> None:
     print()
     print("| pipeline | load s | notes/s | words/s | peak RSS MB |")
     print("| --- | --- | --- | --- | --- |")
-    print(f"| dermcode extraction | {load_ours:.2f} | {len(texts)/t_ours:.0f} | {words/t_ours:.0f} | {rss_ours:.0f} |")
-    print(f"| stock medspacy.load() ({', '.join(stock.pipe_names)}) | {load_stock:.2f} | {len(texts)/t_stock:.1f} | {words/t_stock:.0f} | {rss_all:.0f} (both loaded) |")
+    ours_row = (load_ours, len(texts) / t_ours, words / t_ours, rss_ours)
+    stock_row = (load_stock, len(texts) / t_stock, words / t_stock, rss_all)
+    print("| dermcode extraction | {:.2f} | {:.0f} | {:.0f} | {:.0f} |".format(*ours_row))
+    print(
+        f"| stock medspacy.load() ({', '.join(stock.pipe_names)}) "
+        "| {:.2f} | {:.1f} | {:.0f} | {:.0f} (both loaded) |".format(*stock_row)
+    )
     print(f"\nspeed-up: {t_stock / t_ours:.1f}x", file=sys.stdout)
 
 

@@ -56,4 +56,3 @@ def note_text(doc: Doc) -> str:
     if text is None:
         text = doc.user_data["dc_text"] = doc.text
     return text
-

@@ -11,7 +11,14 @@ from typing import Any
 from extractor.schemas import Entity, NoteFacts, NoteResult
 
 # Entity labels exported in NoteResult.entities, and the span attributes they carry.
-_CONTEXT_ATTRS = ("is_negated", "is_uncertain", "is_historical", "is_hypothetical", "is_family", "is_planned")
+_CONTEXT_ATTRS = (
+    "is_negated",
+    "is_uncertain",
+    "is_historical",
+    "is_hypothetical",
+    "is_family",
+    "is_planned",
+)
 
 
 def entities_of(doc: Any) -> list[Entity]:
@@ -24,13 +31,27 @@ def entities_of(doc: Any) -> list[Entity]:
             for a in _CONTEXT_ATTRS:
                 if getattr(ent._, a, False):
                     attrs[a[3:]] = True
-        out.append(Entity(label=ent.label_, start=ent.start_char, end=ent.end_char, text=ent.text, attrs=attrs))
+        out.append(
+            Entity(
+                label=ent.label_, start=ent.start_char, end=ent.end_char, text=ent.text, attrs=attrs
+            )
+        )
     for sp in doc.spans.get("dc_measure", []):
         val = dict(sp._.dc_value or {})
         label = "MEASUREMENT" if val.get("kind") not in ("count",) else "COUNT"
-        out.append(Entity(label=label, start=sp.start_char, end=sp.end_char, text=sp.text, attrs=val))
+        out.append(
+            Entity(label=label, start=sp.start_char, end=sp.end_char, text=sp.text, attrs=val)
+        )
     for cat, start, end in doc._.dc_section_spans or []:
-        out.append(Entity(label="SECTION", start=start, end=end, text=doc.text[start:end], attrs={"category": cat}))
+        out.append(
+            Entity(
+                label="SECTION",
+                start=start,
+                end=end,
+                text=doc.text[start:end],
+                attrs={"category": cat},
+            )
+        )
     out.sort(key=lambda e: (e.start, e.end))
     return out
 

@@ -45,7 +45,9 @@ def decode_note(data: bytes, source: str = "note") -> str:
             try:
                 text = data.decode(enc)
             except UnicodeDecodeError as exc:
-                raise NoteReadError("decode_error", f"{source}: invalid {enc}: {exc.reason}") from None
+                raise NoteReadError(
+                    "decode_error", f"{source}: invalid {enc}: {exc.reason}"
+                ) from None
             return _check_text(text, source)
     sample = data[:4096]
     if b"\x00" in sample or sum(b in _BINARY_BYTES for b in sample) > max(2, len(sample) // 100):

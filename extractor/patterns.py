@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
@@ -117,7 +117,7 @@ def load_family(relative: str, model: type[R], base: Path | None = None) -> list
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def cached_family(relative: str, model: type[R]) -> tuple[R, ...]:
     """``load_family`` once per process for the default folder."""
     return tuple(load_family(relative, model))

@@ -63,9 +63,7 @@ class ContextRuleRow(_Strict):
     literal: str
     category: ContextCategory
     pattern: None | str | list[dict[str, Any]] = None
-    direction: Literal["FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE", "PSEUDO"] = (
-        "FORWARD"
-    )
+    direction: Literal["FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE", "PSEUDO"] = "FORWARD"
     max_scope: int | None = None
     allowed_types: list[TargetLabel] | None = None
     comment: str | None = None
@@ -314,8 +312,20 @@ class MeasureRule(_Strict):
 
     id: str
     kind: Literal[
-        "size", "margin", "area", "single", "concentration", "volume", "dose", "count",
-        "blocks", "stages", "stage_no", "sticks", "grams", "suture",
+        "size",
+        "margin",
+        "area",
+        "single",
+        "concentration",
+        "volume",
+        "dose",
+        "count",
+        "blocks",
+        "stages",
+        "stage_no",
+        "sticks",
+        "grams",
+        "suture",
     ]
     regex: str
     requires: list[str] | None = None  # lower-case words; the regex runs only if one occurs

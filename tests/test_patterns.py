@@ -39,10 +39,18 @@ def test_unknown_label_is_rejected(tmp_path):
 
 
 def test_bad_token_pattern_and_regex_are_rejected(tmp_path):
-    write(tmp_path, "t.jsonl", [json.dumps({"id": "a", "literal": "x", "category": "SITE", "pattern": [{"LOWRE": "x"}]})])
+    write(
+        tmp_path,
+        "t.jsonl",
+        [json.dumps({"id": "a", "literal": "x", "category": "SITE", "pattern": [{"LOWRE": "x"}]})],
+    )
     with pytest.raises(PatternFileError, match="t.jsonl:1"):
         load_family("t.jsonl", TargetRule, base=tmp_path)
-    write(tmp_path, "x.jsonl", [json.dumps({"id": "a", "literal": "x", "category": "SITE", "pattern": "(unclosed"})])
+    write(
+        tmp_path,
+        "x.jsonl",
+        [json.dumps({"id": "a", "literal": "x", "category": "SITE", "pattern": "(unclosed"})],
+    )
     with pytest.raises(PatternFileError, match="bad regex"):
         load_family("x.jsonl", TargetRule, base=tmp_path)
 
@@ -58,7 +66,11 @@ def test_duplicate_ids_across_files(tmp_path):
 
 
 def test_extra_fields_are_typos(tmp_path):
-    write(tmp_path, "r.jsonl", [json.dumps({"id": "a", "literal": "x", "category": "SITE", "atrs": {}})])
+    write(
+        tmp_path,
+        "r.jsonl",
+        [json.dumps({"id": "a", "literal": "x", "category": "SITE", "atrs": {}})],
+    )
     with pytest.raises(PatternFileError, match="atrs"):
         load_family("r.jsonl", TargetRule, base=tmp_path)
 

@@ -29,13 +29,17 @@ def _read_input(file: str) -> tuple[str, str]:
 
 @app.command("code")
 def code_command(
-    file: Annotated[str, typer.Argument(help="Note file, or - to read the note from standard input.")],
+    file: Annotated[
+        str, typer.Argument(help="Note file, or - to read the note from standard input.")
+    ],
     *,
     fmt: Annotated[
         OutputFormat | None,
         typer.Option("--format", "-f", help="table (default on a terminal) or json (NoteResult)."),
     ] = None,
-    note_id: Annotated[str | None, typer.Option(help="note_id to report (default: file name).")] = None,
+    note_id: Annotated[
+        str | None, typer.Option(help="note_id to report (default: file name).")
+    ] = None,
     descriptors: Annotated[
         Path | None,
         typer.Option(
@@ -44,7 +48,7 @@ def code_command(
         ),
     ] = None,
 ) -> None:
-    """Code one dermatology note: CPT and ICD-10-CM suggestions with evidence, and documentation flags."""
+    """Code one dermatology note: CPT and ICD-10-CM suggestions with evidence, and flags."""
     try:
         text, default_id = _read_input(file)
         from extractor.engine import code_text

@@ -13,7 +13,7 @@ def _ev(evs: list[Evidence], limit: int = 3) -> str:
 
 
 def render_result(result: NoteResult, text: str, labels: dict[str, str] | None = None) -> None:
-    """Print the suggestion tables; ``labels`` replaces our plain labels with licensed descriptors."""
+    """Print the suggestion tables; ``labels`` swaps our plain labels for licensed text."""
     console = Console()
     console.print(f"[bold]{result.note_id}[/bold]  ({len(text)} characters)")
     t = Table(title="CPT / HCPCS", show_lines=False)
@@ -22,8 +22,13 @@ def render_result(result: NoteResult, text: str, labels: dict[str, str] | None =
     for line in result.cpt:
         label = (labels or {}).get(line.code) or line.label
         t.add_row(
-            line.code, str(line.units), ",".join(line.modifiers), ",".join(line.icd10),
-            f"{line.confidence:.2f}", label or line.rationale, _ev(line.evidence),
+            line.code,
+            str(line.units),
+            ",".join(line.modifiers),
+            ",".join(line.icd10),
+            f"{line.confidence:.2f}",
+            label or line.rationale,
+            _ev(line.evidence),
         )
     console.print(t if result.cpt else "[dim]No CPT suggestions.[/dim]")
     t = Table(title="ICD-10-CM")

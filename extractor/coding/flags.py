@@ -525,12 +525,13 @@ def _cross_check(note: Note, i: int, element: str) -> str | None:
             return None
         if any(f.procedures[j].count for j in sib):
             return None
-        # one lesion named in the singular ("the lesion was snipped") is a count of one
-        plural = any(
-            re.search(r"s\b", d.text) and not re.search(r"(?:us|is|ss)\b", d.text)
-            for d in note.dxs(p)
-        )
-        if not plural and not note.said_near(i, _VAGUE_QUANTITY):
+        # Nothing says what was treated (often a step of another procedure), or one vague
+        # lesion named in the singular ("the plaque was snipped"): a count of one.
+        dxs = note.dxs(p)
+        if not dxs:
+            return None
+        singular = all(_is_catchall(d) and not d.text.lower().endswith("s") for d in dxs)
+        if singular and not note.said_near(i, _VAGUE_QUANTITY):
             return None
         return element
     if element == "histology":

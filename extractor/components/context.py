@@ -7,7 +7,6 @@ are not hypothetical either, and the coder wants to see them in ``considered``.
 Only procedures and diagnoses are targets; sites, sizes and cues are not.
 """
 
-
 from medspacy.context import ConText, ConTextRule
 from spacy.language import Language
 from spacy.tokens import Doc

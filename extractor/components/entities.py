@@ -86,12 +86,16 @@ class DermEntities:
             found.append((Span(doc, start, end, label=rule.category), rule.metadata))
         for key, start, end in self.exact_matcher(doc):
             row = self._exact_rows[key]
-            found.append((Span(doc, start, end, label=row.category), {"id": row.id, "attrs": row.attrs}))
+            found.append(
+                (Span(doc, start, end, label=row.category), {"id": row.id, "attrs": row.attrs})
+            )
         if self.regexes:
             text = _extensions.note_text(doc)
             for rx, row in self.regexes:
                 for m in rx.finditer(text):
-                    sp = doc.char_span(m.start(), m.end(), label=row.category, alignment_mode="expand")
+                    sp = doc.char_span(
+                        m.start(), m.end(), label=row.category, alignment_mode="expand"
+                    )
                     if sp is not None:
                         found.append((sp, {"id": row.id, "attrs": row.attrs}))
         meta_of = {(sp.start, sp.end, sp.label): meta for sp, meta in found}

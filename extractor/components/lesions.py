@@ -18,7 +18,6 @@ The assembly works in three passes:
 The result is a :class:`~extractor.schemas.NoteFacts` on ``doc._.dc_facts``.
 """
 
-
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -55,8 +54,16 @@ PROCEDURE_SECTIONS = {"procedure", "anesthesia", "findings"}
 PER_LESION = {"biopsy", "shave", "shave_removal", "excision", "mohs", "nail_biopsy"}
 # Session procedures: every performed mention at one site is the same service.
 SESSION = {
-    "incision_drainage", "phototherapy", "pdt", "excimer", "photography", "injection",
-    "vascular_laser", "mohs", "nail_biopsy", "nail_matrixectomy",
+    "incision_drainage",
+    "phototherapy",
+    "pdt",
+    "excimer",
+    "photography",
+    "injection",
+    "vascular_laser",
+    "mohs",
+    "nail_biopsy",
+    "nail_matrixectomy",
 }
 # One code per day whatever the sites: every performed mention is the same service.
 WHOLE_SESSION = {"phototherapy", "pdt", "excimer", "photography"}
@@ -78,10 +85,41 @@ COMPATIBLE = {
 }
 METHOD_RANK = {"incisional": 3, "punch": 2, "tangential": 1}
 LESION_NOUNS = {
-    "lesion", "lesions", "spot", "spots", "site", "sites", "area", "areas", "papule",
-    "papules", "nail", "nails", "tags", "tag", "warts", "wart", "aks", "ak", "keratoses",
-    "growths", "macules", "plaques", "nodules", "cysts", "keloids", "scars", "sks", "isks",
-    "patches", "lesions,", "locations", "acrochordons", "molluscum", "toenails", "fingernails",
+    "lesion",
+    "lesions",
+    "spot",
+    "spots",
+    "site",
+    "sites",
+    "area",
+    "areas",
+    "papule",
+    "papules",
+    "nail",
+    "nails",
+    "tags",
+    "tag",
+    "warts",
+    "wart",
+    "aks",
+    "ak",
+    "keratoses",
+    "growths",
+    "macules",
+    "plaques",
+    "nodules",
+    "cysts",
+    "keloids",
+    "scars",
+    "sks",
+    "isks",
+    "patches",
+    "lesions,",
+    "locations",
+    "acrochordons",
+    "molluscum",
+    "toenails",
+    "fingernails",
 }
 ITEM_RE = re.compile(
     r"^\s*(?:[-*•]\s*)?(?:#\s*(?P<a>\d{1,2})\b|(?P<b>\d{1,2})\s*[.)]\s|lesion\s*#?\s*(?P<c>\d{1,2})\b"
@@ -134,10 +172,14 @@ def _ev(text: str, start: int, end: int) -> Evidence:
 def _span_ev(span: Span) -> Evidence:
     # Span.text rebuilds the string token by token; slicing the note text is far cheaper.
     start, end = span.start_char, span.end_char
-    return Evidence.model_construct(start=start, end=end, text=span.doc.text[start:end] if _TEXT is None else _TEXT[start:end])
+    return Evidence.model_construct(
+        start=start, end=end, text=span.doc.text[start:end] if _TEXT is None else _TEXT[start:end]
+    )
 
 
-_TEXT: str | None = None  # the note being assembled (set per call; components run one Doc at a time)
+_TEXT: str | None = (
+    None  # the note being assembled (set per call; components run one Doc at a time)
+)
 _ATTRS: dict[tuple[int, int], dict] = {}  # entity (start, end) -> rule attrs, read once per Doc
 
 
@@ -248,7 +290,9 @@ class DermLesions:
         return units
 
     # ------------------------------------------------------------------ sites
-    def _sites(self, unit: Unit) -> list[tuple[Span, str | None, str | None, int | None, str | None]]:
+    def _sites(
+        self, unit: Unit
+    ) -> list[tuple[Span, str | None, str | None, int | None, str | None]]:
         """(site span, side, eyelid, digit, site id) for each site in the unit, side attached."""
         if unit.sites is None:
             unit.sites = self._find_sites(unit, self._text)
@@ -344,8 +388,10 @@ class DermLesions:
                     else:
                         d.mentions.append(_span_ev(e))
                 elif e.label_ == "DERMOSCOPY_FINDING":
-                    if in_derm_section or any(x.label_ == "DERMOSCOPY" for x in u.ents) or (
-                        d.mentions and self._near_dermoscopy(u, units)
+                    if (
+                        in_derm_section
+                        or any(x.label_ == "DERMOSCOPY" for x in u.ents)
+                        or (d.mentions and self._near_dermoscopy(u, units))
                     ):
                         d.findings.append(_span_ev(e))
                 elif e.label_ == "DERMOSCOPY_IMAGE":
@@ -374,12 +420,12 @@ class DermLesions:
     def _diagnoses(self, doc: Doc, units: list[Unit], facts: NoteFacts) -> None:
         for u in units:
             sites = self._sites(u)
-            dx_ents = [e for e, lab in zip(u.ents, u.labels) if lab == "DIAGNOSIS"]
+            dx_ents = [e for e, lab in zip(u.ents, u.labels, strict=True) if lab == "DIAGNOSIS"]
             concepts = [str(_a(e).get("concept", "unknown")) for e in dx_ents]
             # "12 lesions", "papules" beside "actinic keratoses" in one sentence are the
             # same lesions named loosely: keep the specific diagnosis only.
             specific = any(c not in self.catchalls for c in concepts)
-            for e, concept in zip(dx_ents, concepts):
+            for e, concept in zip(dx_ents, concepts, strict=True):
                 if specific and concept in self.catchalls:
                     continue
                 section = self._section_at(e.start_char, u.section)
@@ -430,8 +476,7 @@ class DermLesions:
                 continue
             local: list[Cand] = []
             hemostasis = any(
-                e.label_ == "MODIFIER_CUE" and _a(e).get("cue") == "hemostasis"
-                for e in u.ents
+                e.label_ == "MODIFIER_CUE" and _a(e).get("cue") == "hemostasis" for e in u.ents
             )
             for e in procs:
                 a = _a(e)
@@ -452,7 +497,9 @@ class DermLesions:
                     c.attrs["separate_lesion"] = True  # not the lesion the note is about
                 if c.status == "performed" and (
                     _DATED.match(self._text, e.end_char)
-                    or _DATED_BEFORE.search(self._text, max(u.start, e.start_char - 30), e.start_char)
+                    or _DATED_BEFORE.search(
+                        self._text, max(u.start, e.start_char - 30), e.start_char
+                    )
                 ):
                     c.status = "historical"  # "Bx 02/11/2026", "Mohs (2019)": an earlier visit
                 # merge with a compatible mention of the same sentence
@@ -486,7 +533,8 @@ class DermLesions:
         # generic "removal" beside a documented excision/shave/destruction is that procedure
         done = {p.kind for p in facts.procedures if p.status == "performed"}
         facts.procedures = [
-            p for p in facts.procedures
+            p
+            for p in facts.procedures
             if not (p.kind == "removal" and (not p.diagnoses or done & _REMOVING_KINDS))
         ]
 
@@ -529,9 +577,14 @@ class DermLesions:
                         continue
                     if rule.same_site_only and (p.site is None or h.site is None):
                         continue
-                    if not rule.any_site and p.site is not None and h.site is not None and (
-                        self.region.get(p.site) != self.region.get(h.site)
-                        or (p.laterality and h.laterality and p.laterality != h.laterality)
+                    if (
+                        not rule.any_site
+                        and p.site is not None
+                        and h.site is not None
+                        and (
+                            self.region.get(p.site) != self.region.get(h.site)
+                            or (p.laterality and h.laterality and p.laterality != h.laterality)
+                        )
                     ):
                         continue  # another region or side: a separate lesion
                     host = h
@@ -564,7 +617,12 @@ class DermLesions:
                     continue
                 if a.site and b.site and (a.site, a.laterality) != (b.site, b.laterality):
                     continue
-                if a.method and b.method and a.method != b.method and "simple" not in (a.method, b.method):
+                if (
+                    a.method
+                    and b.method
+                    and a.method != b.method
+                    and "simple" not in (a.method, b.method)
+                ):
                     continue
                 if a.length_cm is not None and b.length_cm is not None:
                     continue
@@ -582,22 +640,28 @@ class DermLesions:
         tissue procedure of the note when the report names no site ("ADDENDUM: melanoma in
         situ"), so it can override the clinical impression (CODING_CONVENTIONS §13.1)."""
         path = [
-            i for i, d in enumerate(facts.diagnoses)
+            i
+            for i, d in enumerate(facts.diagnoses)
             if d.status == "active" and d.source == "pathology" and d.concept not in self.catchalls
         ]
         if not path:
             return
         tissue = [
-            p for p in facts.procedures
+            p
+            for p in facts.procedures
             if p.status == "performed" and p.kind in PER_LESION | {"destruction"}
         ]
         for i in path:
             d = facts.diagnoses[i]
             if d.site is not None:
                 hits = [
-                    p for p in tissue
-                    if p.site and self.region.get(p.site) == self.region.get(d.site)
-                    and (p.laterality is None or d.laterality is None or p.laterality == d.laterality)
+                    p
+                    for p in tissue
+                    if p.site
+                    and self.region.get(p.site) == self.region.get(d.site)
+                    and (
+                        p.laterality is None or d.laterality is None or p.laterality == d.laterality
+                    )
                 ]
             else:
                 hits = tissue if len(tissue) == 1 else []
@@ -620,8 +684,10 @@ class DermLesions:
                 same_item = p.lesion_no is not None and u.item == p.lesion_no
                 sites = self._sites(u)
                 near = [
-                    s for s in sites
-                    if p.site is not None and s[4] == p.site
+                    s
+                    for s in sites
+                    if p.site is not None
+                    and s[4] == p.site
                     and (s[1] is None or p.laterality is None or s[1] == p.laterality)
                 ]
                 if not near and not same_item:
@@ -629,7 +695,8 @@ class DermLesions:
                 if len(sites) > 1 and not near:
                     continue
                 sizes = [
-                    m for m in u.meas
+                    m
+                    for m in u.meas
                     if _mv(m).get("kind") == "size" and _mv(m).get("role") == "lesion"
                 ]
                 if near and len(sites) > 1:
@@ -652,8 +719,12 @@ class DermLesions:
         block = [u for u in units if u.section in PROCEDURE_SECTIONS]
         if not block:
             return
-        wants = {"excision": ("size_cm", "margin_cm"), "shave_removal": ("size_cm",),
-                 "destruction": ("size_cm",), "repair": ("length_cm",)}
+        wants = {
+            "excision": ("size_cm", "margin_cm"),
+            "shave_removal": ("size_cm",),
+            "destruction": ("size_cm",),
+            "repair": ("length_cm",),
+        }
         for kind, fields in wants.items():
             same = [p for p in facts.procedures if p.kind == kind and p.status == "performed"]
             if len(same) != 1:
@@ -662,11 +733,15 @@ class DermLesions:
             for field_name in fields:
                 if getattr(p, field_name) is not None:
                     continue
-                role = {"size_cm": ("size", "lesion"), "margin_cm": ("margin", "margin"),
-                        "length_cm": ("size", "length")}[field_name]
+                role = {
+                    "size_cm": ("size", "lesion"),
+                    "margin_cm": ("margin", "margin"),
+                    "length_cm": ("size", "length"),
+                }[field_name]
                 for u in block:
                     hit = next(
-                        (m for m in u.meas if (_mv(m).get("kind"), _mv(m).get("role")) == role), None
+                        (m for m in u.meas if (_mv(m).get("kind"), _mv(m).get("role")) == role),
+                        None,
                     )
                     if hit is not None:
                         setattr(p, field_name, _mv(hit)["cm"])
@@ -680,8 +755,19 @@ class DermLesions:
             if c.kind in PER_LESION and len(sites) > 1 and c.kind != "mohs":
                 for s in sites:
                     out.append(
-                        Cand(c.kind, u, list(c.spans), c.method, s[0], s[4], s[1], s[2], s[3],
-                             c.status, dict(c.attrs))
+                        Cand(
+                            c.kind,
+                            u,
+                            list(c.spans),
+                            c.method,
+                            s[0],
+                            s[4],
+                            s[1],
+                            s[2],
+                            s[3],
+                            c.status,
+                            dict(c.attrs),
+                        )
                     )
             else:
                 s = _nearest(c.spans[0], sites)
@@ -698,7 +784,9 @@ class DermLesions:
             for prev in reversed(out[-6:]):
                 if None not in (c.unit.item, prev.unit.item) and c.unit.item != prev.unit.item:
                     continue  # "#1 incisional bx ... #2 punch bx": two lesions
-                in_block = c.unit.section in PROCEDURE_SECTIONS and prev.unit.section in PROCEDURE_SECTIONS
+                in_block = (
+                    c.unit.section in PROCEDURE_SECTIONS and prev.unit.section in PROCEDURE_SECTIONS
+                )
                 # a description sentence with no site of its own continues the procedure
                 # named earlier in the operative note, however long the description
                 same_place = c.site_id is None or (
@@ -707,7 +795,9 @@ class DermLesions:
                     and (c.side is None or prev.side is None or c.side == prev.side)
                 )  # "ellipse oriented along the leg axis" in a calf excision
                 far_ok = (
-                    in_block and same_place and c.status == prev.status == "performed"
+                    in_block
+                    and same_place
+                    and c.status == prev.status == "performed"
                     and (c.kind == prev.kind or "removal" in (c.kind, prev.kind))
                 )
                 if not far_ok and (
@@ -722,7 +812,9 @@ class DermLesions:
                 if not kind:
                     continue
                 if (
-                    not far_ok and c.site_id and prev.site_id
+                    not far_ok
+                    and c.site_id
+                    and prev.site_id
                     and (c.site_id, c.side) != (prev.site_id, prev.side)
                 ):
                     continue
@@ -746,13 +838,17 @@ class DermLesions:
             if c.kind in SESSION and c.status == "performed":
                 twin = next(
                     (
-                        p for p in out
-                        if p.kind == c.kind and p.status == "performed"
+                        p
+                        for p in out
+                        if p.kind == c.kind
+                        and p.status == "performed"
                         and (
                             c.kind in WHOLE_SESSION
                             or (
-                                (self.region.get(p.site_id) == self.region.get(c.site_id)
-                                 or None in (p.site_id, c.site_id))
+                                (
+                                    self.region.get(p.site_id) == self.region.get(c.site_id)
+                                    or None in (p.site_id, c.site_id)
+                                )
                                 and (p.side == c.side or None in (p.side, c.side))
                             )
                         )
@@ -785,7 +881,11 @@ class DermLesions:
                     kind = _merge_kind(prev, c)
                     if not kind or getattr(prev, "_twinned", False):
                         continue
-                    if c.site_id and prev.site_id and (c.site_id, c.side) != (prev.site_id, prev.side):
+                    if (
+                        c.site_id
+                        and prev.site_id
+                        and (c.site_id, c.side) != (prev.site_id, prev.side)
+                    ):
                         continue
                     if c.site_id is None and prev.site_id is None and prev.kind in PER_LESION:
                         continue
@@ -826,14 +926,21 @@ class DermLesions:
         if c.site_id is None and kind in ("repair", "flap"):
             host = next(
                 (
-                    p for p in reversed(facts.procedures)
-                    if p.status == "performed" and p.kind in ("excision", "mohs", "shave_removal", "biopsy")
+                    p
+                    for p in reversed(facts.procedures)
+                    if p.status == "performed"
+                    and p.kind in ("excision", "mohs", "shave_removal", "biopsy")
                     and p.site
                 ),
                 None,
             )
             if host is not None:
-                c.site_id, c.side, c.eyelid, c.digit = host.site, host.laterality, host.eyelid, host.digit
+                c.site_id, c.side, c.eyelid, c.digit = (
+                    host.site,
+                    host.laterality,
+                    host.eyelid,
+                    host.digit,
+                )
         if c.site_id is None:
             for v in chain[1:]:
                 s = self._sites(v)
@@ -860,9 +967,13 @@ class DermLesions:
         pf.uncertain = any(facts.diagnoses[i].uncertain for i in pf.diagnoses)
         # intent
         text_window = " ".join(v.text for v in chain[:2]).lower()
-        if re.search(r"\bcosmetic|self[- ]pay|for appearance|patient request|pt request", text_window):
+        if re.search(
+            r"\bcosmetic|self[- ]pay|for appearance|patient request|pt request", text_window
+        ):
             pf.intent = "cosmetic"
-        elif kind == "biopsy" or re.search(r"\b(bx|biops|r/o|rule out|to exclude|diagnos)", text_window):
+        elif kind == "biopsy" or re.search(
+            r"\b(bx|biops|r/o|rule out|to exclude|diagnos)", text_window
+        ):
             pf.intent = "diagnostic"
         elif re.search(r"remov|shaved off|symptomatic|irritat|bleed|catch", text_window):
             pf.intent = "removal"
@@ -876,20 +987,26 @@ class DermLesions:
         if u.item is not None:
             # the same lesion number in this section, then in the exam/assessment lists
             same = [
-                v for v in units
+                v
+                for v in units
                 if v.item == u.item and v.idx != u.idx and v.section not in HISTORY_SECTIONS
             ]
             out.extend(
-                sorted(same, key=lambda v: (v.section != u.section, v.idx > u.idx, abs(v.idx - u.idx)))
+                sorted(
+                    same, key=lambda v: (v.section != u.section, v.idx > u.idx, abs(v.idx - u.idx))
+                )
             )
         # procedure blocks: the whole section around it
         lo = max(0, u.idx - self.inherit_window)
-        hi = min(len(units), u.idx + (self.inherit_window if u.section in PROCEDURE_SECTIONS else 3))
+        hi = min(
+            len(units), u.idx + (self.inherit_window if u.section in PROCEDURE_SECTIONS else 3)
+        )
         for v in sorted(units[lo:hi], key=lambda v: (v.idx > u.idx, abs(v.idx - u.idx))):
             if v.idx == u.idx or v in out:
                 continue
             if v.section != u.section and not (
-                u.section in PROCEDURE_SECTIONS and v.section in PROCEDURE_SECTIONS | {"preop_diagnosis", "diagnosis"}
+                u.section in PROCEDURE_SECTIONS
+                and v.section in PROCEDURE_SECTIONS | {"preop_diagnosis", "diagnosis"}
             ):
                 continue
             if u.item is not None and v.item is not None and v.item != u.item:
@@ -944,7 +1061,11 @@ class DermLesions:
                     pf.attrs["volume_ml"] = val["value"]
                 elif k in ("sticks", "grams") and v in chain[:3]:
                     pf.drug_units = float(val.get("n") or val.get("value") or 0)
-            if pf.kind not in ("repair", "mohs", "excision") and v is own and pf.size_cm is not None:
+            if (
+                pf.kind not in ("repair", "mohs", "excision")
+                and v is own
+                and pf.size_cm is not None
+            ):
                 break
 
     def _count(self, doc: Doc, pf: ProcedureFact, c: Cand, chain: list[Unit]) -> None:
@@ -987,11 +1108,15 @@ class DermLesions:
                     picks.append(i)
         if picks and all(facts.diagnoses[i].concept in self.catchalls for i in picks):
             better = [
-                i for i, dx in enumerate(facts.diagnoses)
-                if dx.status == "active" and dx.concept not in self.catchalls
-                and dx.site is not None and dx.site == (c.site_id or dx.site)
+                i
+                for i, dx in enumerate(facts.diagnoses)
+                if dx.status == "active"
+                and dx.concept not in self.catchalls
+                and dx.site is not None
+                and dx.site == (c.site_id or dx.site)
                 and (c.side is None or dx.laterality in (None, c.side))
-                and self.dx_class.get(dx.concept) in self.fit.get(c.kind, {self.dx_class.get(dx.concept)})
+                and self.dx_class.get(dx.concept)
+                in self.fit.get(c.kind, {self.dx_class.get(dx.concept)})
             ]
             if better and c.site_id is not None:
                 picks = better[:2]
@@ -1012,7 +1137,8 @@ class DermLesions:
             return []
         ranked = sorted(
             (
-                i for i, dx in enumerate(facts.diagnoses)
+                i
+                for i, dx in enumerate(facts.diagnoses)
                 if dx.status == "active" and self.dx_class.get(dx.concept) in classes
             ),
             key=lambda i: facts.diagnoses[i].source not in ("assessment", "pathology", "procedure"),
@@ -1032,7 +1158,8 @@ _SEPARATE = re.compile(
 )
 _NAILISH = re.compile(r"nail|matri|toe|ingrown|onycho|paronych")
 _INTRALESIONAL = re.compile(
-    r"intralesional|\bil\b|\bilk\b|\bil[- ](?:tac|kenalog|steroid|triamcinolone)|kenalog[- ]?\d|mg/ml|mg / ml"
+    r"intralesional|\bil\b|\bilk\b|\bil[- ](?:tac|kenalog|steroid|triamcinolone)"
+    r"|kenalog[- ]?\d|mg/ml|mg / ml"
     r"|(?:kenalog|triamcinolone|tac|steroid)\b[^.;]{0,40}\binject|inject\w*[^.;]{0,40}(?:kenalog|triamcinolone|tac\b|steroid)"
 )
 _DATED = re.compile(
@@ -1052,14 +1179,48 @@ _SITE_NUM = re.compile(
 )
 _WORD_RE = re.compile(r"[\w'/-]+|[^\w\s]")
 _NOT_COUNTED = {
-    "mm", "cm", "mg", "ml", "cc", "%", "-", "/", "x", "months", "month", "weeks", "week", "days",
-    "day", "years", "year", "yo", "y/o", ":", ".", "sec", "seconds", "minutes", "min", "times",
-    "cycles", "cycle", "hours", "hrs", "units", "g", "gm", "stages", "stage", "blocks", "sutures",
+    "mm",
+    "cm",
+    "mg",
+    "ml",
+    "cc",
+    "%",
+    "-",
+    "/",
+    "x",
+    "months",
+    "month",
+    "weeks",
+    "week",
+    "days",
+    "day",
+    "years",
+    "year",
+    "yo",
+    "y/o",
+    ":",
+    ".",
+    "sec",
+    "seconds",
+    "minutes",
+    "min",
+    "times",
+    "cycles",
+    "cycle",
+    "hours",
+    "hrs",
+    "units",
+    "g",
+    "gm",
+    "stages",
+    "stage",
+    "blocks",
+    "sutures",
 }
 
 
 def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
-    """Lesion count written in a sentence: "x12", "(6)", "12 AKs", "eighteen lesions", per-site sums.
+    """Lesion count of a sentence: "x12", "(6)", "12 AKs", "eighteen lesions", per-site sums.
 
     Works on the sentence text and its entity offsets: a number counts when one of the
     next three words is a lesion noun or starts a diagnosis, before any site,
@@ -1078,7 +1239,7 @@ def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
     if not _NUM_RE.search(stext):
         return 0, ev
     # "face nine, scalp six, dorsal hands three": a number right after each site
-    for e, lab in zip(v.ents, v.labels):
+    for e, lab in zip(v.ents, v.labels, strict=True):
         if lab != "SITE":
             continue
         m = _SITE_NUM.match(stext, e.end_char - v.start)
@@ -1115,9 +1276,30 @@ def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
 
 
 _NUM_WORDS = {
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen", "twenty", "thirty", "forty", "fifty", "single",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "single",
 }
 
 
@@ -1197,8 +1379,10 @@ def _path_near(text: str, e: Span) -> bool:
     left = text[max(0, e.start_char - 45) : e.start_char].lower()
     return bool(
         re.search(
-            r"(path(?:ology)?(?: report| result)?s?\s*(?:showed|shows|revealed|returned|confirmed|c/w|:|=|-)|"
-            r"bx[- ]proven|biopsy[- ]proven|biopsy (?:showed|revealed|confirmed)|bx (?:showed|revealed)|"
+            r"(path(?:ology)?(?: report| result)?s?\s*"
+            r"(?:showed|shows|revealed|returned|confirmed|c/w|:|=|-)|"
+            r"bx[- ]proven|biopsy[- ]proven|biopsy (?:showed|revealed|confirmed)|"
+            r"bx (?:showed|revealed)|"
             r"histolog\w* (?:showed|revealed|confirmed|c/w)|dermpath|returned (?:as|showing))",
             left,
         )

@@ -8,7 +8,6 @@ margin, "repaired ... 3.2 cm" a repair length, "defect 1.4 cm" a defect. Sutures
 ("4-0 nylon") are matched only to be thrown away. Everything is in cm.
 """
 
-
 import re
 from dataclasses import dataclass
 
@@ -20,11 +19,37 @@ from extractor.patterns import cached_family
 from extractor.schemas import MeasureRoleRule, MeasureRule
 
 WORD_NUMBERS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "single": 1, "a single": 1,
-    "i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "single": 1,
+    "a single": 1,
+    "i": 1,
+    "ii": 2,
+    "iii": 3,
+    "iv": 4,
+    "v": 5,
+    "vi": 6,
 }
 
 
@@ -63,15 +88,14 @@ class DermMeasurements:
         _extensions.register()
         self.name = name
         self.rules = [
-            _Compiled(r, re.compile(r.regex)) for r in cached_family("measurements.jsonl", MeasureRule)
+            _Compiled(r, re.compile(r.regex))
+            for r in cached_family("measurements.jsonl", MeasureRule)
         ]
         self.roles = list(cached_family("measurement_roles.jsonl", MeasureRoleRule))
         self._role_res = [
             (
                 role,
-                re.compile(
-                    r"(?i)(?<![a-z])(?:" + "|".join(re.escape(w) for w in role.words) + r")"
-                )
+                re.compile(r"(?i)(?<![a-z])(?:" + "|".join(re.escape(w) for w in role.words) + r")")
                 if role.words
                 else None,
             )
@@ -174,9 +198,7 @@ class DermMeasurements:
         return {"kind": kind, "value": a}
 
 
-@Language.factory(
-    "dermcode_measurements", assigns=["doc.spans", "span._.dc_value"]
-)
+@Language.factory("dermcode_measurements", assigns=["doc.spans", "span._.dc_value"])
 def make_measurements(nlp: Language, name: str) -> DermMeasurements:
     """Factory for measurement extraction from ``patterns/measurements.jsonl``."""
     return DermMeasurements(nlp, name)

@@ -13,7 +13,6 @@ stage and which nothing in dermcode reads. Sections are also stored as plain
 (category, start_char, end_char) triples on ``doc._.dc_section_spans``.
 """
 
-
 from medspacy.common.medspacy_matcher import MedspacyMatcher
 from medspacy.section_detection import Section, SectionRule
 from spacy.language import Language
@@ -71,8 +70,13 @@ class DermSections:
             elif kept:  # not a title after all: its text belongs to the section before
                 prev = kept[-1]
                 kept[-1] = Section(
-                    prev.category, prev.title_start, prev.title_end, prev.body_start,
-                    sec.body_end, prev.parent, prev.rule,
+                    prev.category,
+                    prev.title_start,
+                    prev.title_end,
+                    prev.body_start,
+                    sec.body_end,
+                    prev.parent,
+                    prev.rule,
                 )
             else:
                 kept.append(Section(None, 0, 0, 0, sec.body_end))

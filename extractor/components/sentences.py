@@ -15,9 +15,36 @@ from spacy.tokens import Doc
 # Clinical shorthand that often ends a sentence ("heavy sun hx.", "mom wants tx.",
 # "Established pt.") is deliberately absent.
 _ABBREV = {
-    "dr", "mr", "mrs", "ms", "vs", "approx", "e.g", "i.e", "etc", "st", "no", "fig",
-    "q", "b.i.d", "t.i.d", "q.d", "p.o", "cf", "ca", "ext", "lat", "med", "ant", "sup",
-    "inf", "prox", "dist", "sq", "mt", "ft",
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+    "vs",
+    "approx",
+    "e.g",
+    "i.e",
+    "etc",
+    "st",
+    "no",
+    "fig",
+    "q",
+    "b.i.d",
+    "t.i.d",
+    "q.d",
+    "p.o",
+    "cf",
+    "ca",
+    "ext",
+    "lat",
+    "med",
+    "ant",
+    "sup",
+    "inf",
+    "prox",
+    "dist",
+    "sq",
+    "mt",
+    "ft",
 }
 _ENDERS = {".", "!", "?"}
 _OPENERS = set("#-*•·–—([\"'")
@@ -95,8 +122,8 @@ class DermSentencizer:
                 last_start = i
             line_start_now = newlines > 0 or i == 0 or start
             # MTSamples writes "HEADER:," - the text after the comma opens a sentence
-            header_colon = 1 if (t == ":" and _caps_word(prev)) else (
-                2 if (header_colon and t == ",") else 0
+            header_colon = (
+                1 if (t == ":" and _caps_word(prev)) else (2 if (header_colon and t == ",") else 0)
             )
             prev2, prev = prev, t
             line_start_prev2, tok_line_start = tok_line_start, line_start_now

@@ -78,7 +78,11 @@ def test_bad_input_is_a_clear_error_with_nothing_on_stdout(tmp_path, make, word)
 
 def test_windows_1252_note_is_decoded(tmp_path):
     p = tmp_path / "cp1252.txt"
-    p.write_bytes("Shave biopsy of 6 mm papule R forearm \u2013 r/o BCC. Pt\u2019s wife present.".encode("cp1252"))
+    p.write_bytes(
+        "Shave biopsy of 6 mm papule R forearm \u2013 r/o BCC. Pt\u2019s wife present.".encode(
+            "cp1252"
+        )
+    )
     res = run(["code", str(p), "--format", "json"])
     assert res.exit_code == 0
     assert "11102" in {line["code"] for line in json.loads(res.stdout)["cpt"]}

@@ -9,7 +9,15 @@ def flags_of(nlp, text, target):
     for e in nlp(text).ents:
         if e.text.lower() == target.lower():
             return {
-                a for a in ("is_negated", "is_uncertain", "is_historical", "is_hypothetical", "is_family", "is_planned")
+                a
+                for a in (
+                    "is_negated",
+                    "is_uncertain",
+                    "is_historical",
+                    "is_hypothetical",
+                    "is_family",
+                    "is_planned",
+                )
                 if getattr(e._, a)
             }
     raise AssertionError(f"{target!r} not found in {text!r}")

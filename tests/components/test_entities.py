@@ -60,7 +60,15 @@ def test_sites(nlp, text, site, extra):
         assert sites[0][k] == v
 
 
-@pytest.mark.parametrize(("text", "side"), [("L forearm", "left"), ("rt cheek", "right"), ("(R) ear", "right"), ("bilateral shins", "bilateral")])
+@pytest.mark.parametrize(
+    ("text", "side"),
+    [
+        ("L forearm", "left"),
+        ("rt cheek", "right"),
+        ("(R) ear", "right"),
+        ("bilateral shins", "bilateral"),
+    ],
+)
 def test_laterality(nlp, text, side):
     lats = [a["side"] for _t, label, a in ents(nlp, text) if label == "LATERALITY"]
     assert lats == [side]
@@ -71,11 +79,20 @@ def test_lowercase_l_is_not_laterality(nlp):
 
 
 def test_dermoscopy_mentions_and_findings(nlp):
-    labels = [lab for _t, lab, _a in ents(nlp, "Dermoscopy: atypical pigment network and blue-white veil.")]
+    labels = [
+        lab
+        for _t, lab, _a in ents(nlp, "Dermoscopy: atypical pigment network and blue-white veil.")
+    ]
     assert labels.count("DERMOSCOPY") == 1
     assert labels.count("DERMOSCOPY_FINDING") == 2
 
 
 def test_dermoscopy_image_category_regex(nlp):
-    found = [a for _t, lab, a in ents(nlp, "Compared with baseline dermoscopic images from 2023: unchanged.") if lab == "DERMOSCOPY_IMAGE"]
+    found = [
+        a
+        for _t, lab, a in ents(
+            nlp, "Compared with baseline dermoscopic images from 2023: unchanged."
+        )
+        if lab == "DERMOSCOPY_IMAGE"
+    ]
     assert found and found[0]["category_number"] == 1

@@ -21,7 +21,10 @@ def test_lesion_list_items_lend_their_site_and_size(facts_of):
 
 def test_one_sentence_two_sites_gives_two_biopsies(facts_of):
     procs = performed(facts_of("Shave bx of R cheek and L forearm lesions, r/o BCC."))
-    assert sorted((p.site, p.laterality) for p in procs) == [("cheek", "right"), ("forearm", "left")]
+    assert sorted((p.site, p.laterality) for p in procs) == [
+        ("cheek", "right"),
+        ("forearm", "left"),
+    ]
     assert all(p.kind == "biopsy" for p in procs)
 
 
@@ -34,7 +37,9 @@ def test_plan_and_procedure_note_are_one_procedure(facts_of):
 
 
 def test_excision_collects_size_and_margins(facts_of):
-    f = facts_of("Excision of 0.9 x 0.7 cm bx-proven BCC L back with 5 mm margins, layered closure 3.5 cm.")
+    f = facts_of(
+        "Excision of 0.9 x 0.7 cm bx-proven BCC L back with 5 mm margins, layered closure 3.5 cm."
+    )
     exc = next(p for p in performed(f) if p.kind == "excision")
     assert exc.size_cm == 0.9 and exc.margin_cm == 0.5
     rep = next(p for p in performed(f) if p.kind == "repair")
@@ -66,14 +71,17 @@ def test_pathology_section_marks_source(facts_of):
 
 
 def test_per_site_numbers_are_summed(facts_of):
-    f = facts_of("Cryotherapy with liquid nitrogen to AKs: face nine, scalp six, dorsal hands three.")
+    f = facts_of(
+        "Cryotherapy with liquid nitrogen to AKs: face nine, scalp six, dorsal hands three."
+    )
     assert performed(f)[0].count == 18
 
 
 def test_mohs_steps_are_not_separate_procedures(facts_of):
     f = facts_of(
         "PROCEDURE: Mohs micrographic surgery, R nasal ala, BCC.\n"
-        "Stage I: the tumor was debulked with a curette and a saucerized layer was excised with a 2 mm margin.\n"
+        "Stage I: the tumor was debulked with a curette and a saucerized layer was excised "
+        "with a 2 mm margin.\n"
         "Stage II: 2 blocks, clear."
     )
     kinds = [p.kind for p in performed(f)]
@@ -91,7 +99,8 @@ def test_biopsy_of_another_lesion_during_mohs_is_kept(facts_of):
 
 def test_pdt_curettage_is_debridement_not_destruction(facts_of):
     f = facts_of(
-        "PDT today for AKs of the face. I performed targeted curettage of hyperkeratotic AKs on the "
+        "PDT today for AKs of the face. I performed targeted curettage of hyperkeratotic AKs "
+        "on the "
         "forehead, then applied Levulan and blue light for 16 min 40 s."
     )
     procs = performed(f)

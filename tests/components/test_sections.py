@@ -14,8 +14,14 @@ def test_ehr_template_sections(nlp):
         "Procedure note: consent obtained\nPathology: BCC, nodular"
     )
     assert cats(nlp, text) == [
-        "chief_complaint", "hpi", "history", "exam", "dermoscopy", "assessment_plan",
-        "procedure", "pathology",
+        "chief_complaint",
+        "hpi",
+        "history",
+        "exam",
+        "dermoscopy",
+        "assessment_plan",
+        "procedure",
+        "pathology",
     ]
 
 
