@@ -17,18 +17,17 @@ import typer
 
 from extractor.cli import app
 
-_HELP = """Code every note file under DIR (recursive) into OUT, one JSON line per note.
-
-Each line is a NoteResult, or a NoteError whose error.type is not_text, decode_error,
-too_large, empty, io_error or internal; no note is ever left out. note_id is the path
-relative to DIR. Notes may be UTF-8 (with or without BOM), UTF-16/32 with BOM, or
-Windows-1252/latin-1. Files above MAX_NOTE_BYTES (2,000,000 bytes) get too_large.
-
-Results are appended as they finish, so an interrupted run keeps its work: rerun
-with --resume to code only the notes missing from OUT. Exit status is 0 even when
-some notes failed; 2 when the run cannot start (DIR missing, OUT unwritable); 130
-when interrupted. See docs/batch.md.
-"""
+_HELP = (
+    "Code every note file under DIR (recursive) into OUT, one JSON line per note.\n\n"
+    "Each line is a NoteResult, or a NoteError whose error.type is not_text, decode_error, "
+    "too_large, empty, io_error or internal; no note is ever left out. note_id is the path "
+    "relative to DIR. Notes may be UTF-8 (with or without BOM), UTF-16/32 with BOM, or "
+    "Windows-1252/latin-1. Files above MAX_NOTE_BYTES (2,000,000 bytes) get too_large.\n\n"
+    "Results are appended as they finish, so an interrupted run keeps its work: rerun with "
+    "--resume to code only the notes missing from OUT. Exit status is 0 even when some notes "
+    "failed; 2 when the run cannot start (DIR missing, OUT unwritable); 130 when interrupted."
+    " See docs/batch.md."
+)
 
 
 def _default_workers() -> int:

@@ -13,14 +13,14 @@ import typer
 
 from extractor.cli import app
 
-_HELP = """Code notes with Spark: IN is a folder of note files (recursive) or a Parquet
-file/folder with note_id and text columns.
-
-OUT ending in .jsonl gets one line per note, the same lines `dermcode batch` writes;
-any other OUT is written as a Parquet folder with columns note_id, result_json,
-error_type, cpt_codes, icd10_codes, flag_ids. Files above MAX_NOTE_BYTES
-(2,000,000 bytes) get too_large. Needs: pip install 'dermcode[spark]' and Java 17+.
-"""
+_HELP = (
+    "Code notes with Spark: IN is a folder of note files (recursive) or a Parquet file/folder"
+    " with note_id and text columns.\n\n"
+    "OUT ending in .jsonl gets one line per note, the same lines `dermcode batch` writes; any"
+    " other OUT is written as a Parquet folder with columns note_id, result_json, error_type,"
+    " cpt_codes, icd10_codes, flag_ids. Files above MAX_NOTE_BYTES (2,000,000 bytes) get "
+    "too_large. Needs: pip install 'dermcode\\[spark]' and Java 17+."
+)
 
 
 @app.command("spark", help=_HELP)

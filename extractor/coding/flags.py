@@ -830,7 +830,7 @@ def _t_cosmetic(note: Note, row: FlagRow) -> list[Hit]:
         return []
     for s in _valid(text, note.facts.cues.get("symptom", [])):
         left = text[max(0, s.start - 30) : s.start]
-        if re.search(r"\b(?:no|not|denies|without|nor)\b[^.;\n]*$", left, re.I):
+        if re.search(r"\b(?:no|not|never|denies|without|nor)\b[^.;\n]*$", left, re.I):
             continue
         return []
     if any(_is_malignant(d) or d.uncertain for p in procs for d in note.dxs(p)):

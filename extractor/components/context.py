@@ -23,7 +23,7 @@ ATTRIBUTE_MAP = {
     "FAMILY": {"is_family": True},
     "PLANNED": {"is_planned": True},
 }
-TARGET_TYPES = {"PROCEDURE", "DIAGNOSIS"}
+TARGET_TYPES = {"PROCEDURE", "DIAGNOSIS", "DERMOSCOPY"}
 
 
 def build_rules() -> list[ConTextRule]:

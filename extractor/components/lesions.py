@@ -383,7 +383,7 @@ class DermLesions:
             in_derm_section = u.section == "dermoscopy"
             for e in u.ents:
                 if e.label_ == "DERMOSCOPY":
-                    if _neg_near(self._text, e):
+                    if _neg_near(self._text, e) or _status(e, u.section) != "performed":
                         d.negated_mentions.append(_span_ev(e))
                     else:
                         d.mentions.append(_span_ev(e))
@@ -529,6 +529,12 @@ class DermLesions:
         self._fill_from_blocks(units, facts)
         self._fill_by_site(units, facts)
         self._absorb_parts(facts)
+        # "snipped" with no skin tag in sight is a step of another procedure (a punch base)
+        for p in facts.procedures:
+            if p.kind == "tag_removal" and not any(
+                self.dx_class.get(facts.diagnoses[i].concept) == "tag" for i in p.diagnoses
+            ):
+                p.kind = "removal"
         # "Remove sutures", "removal" with nothing removed named: not a procedure; and a
         # generic "removal" beside a documented excision/shave/destruction is that procedure
         done = {p.kind for p in facts.procedures if p.status == "performed"}
@@ -1368,8 +1374,9 @@ def _repair_ok(c: Cand) -> bool:
 
 
 def _neg_near(text: str, e: Span) -> bool:
-    left = text[max(0, e.start_char - 20) : e.start_char].lower()
-    right = text[e.end_char : e.end_char + 25].lower()
+    # within the mention's own sentence: "No trauma recalled. Dermoscopy: ..." is not negated
+    left = re.split(r"[.;:\n]", text[max(0, e.start_char - 20) : e.start_char].lower())[-1]
+    right = re.split(r"[.;\n]", text[e.end_char : e.end_char + 25].lower())[0]
     return bool(re.search(r"\bno\b|\bnot\b|without|deferred", left)) or bool(
         re.search(r"^\W*(?:was |were )?(?:not performed|not done|deferred|declined)", right)
     )
