@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from extractor._lazy_imports import defer_quickumls as _defer_quickumls  # noqa: E402
+
+_defer_quickumls()
+
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.language import Language
 

@@ -16,10 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import simple_icd_10_cm as icd
 from pydantic import BaseModel, ConfigDict
 
 from extractor.errors import CodeSetError, PatternFileError
+from extractor.coding import icd10_codeset as codeset
 from extractor.patterns import load_family, patterns_dir, read_rows
 from extractor.schemas import (
     DiagnosisFact,
@@ -106,8 +106,9 @@ _CODE_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
 
 
 def is_billable(code: str) -> bool:
-    """A dotted code that exists in the shipped code set and has no children."""
-    return bool(_CODE_SHAPE.match(code)) and icd.is_valid_item(code) and icd.is_leaf(code)
+    """A dotted code that exists in the shipped code set and has no children
+    (through the snapshot that tests/coding/test_icd10_codeset.py checks against it)."""
+    return bool(_CODE_SHAPE.match(code)) and codeset.is_billable(code)
 
 
 def _line_of(path: Path, model: type[BaseModel], index: int) -> int:
@@ -220,7 +221,7 @@ class IcdTables:
         if laterality == "bilateral":
             raise ValueError("bilateral findings take one code per side: use resolve_sides()")
         row, side_d, site_d = self._pick(cid, site, laterality, eyelid)
-        return IcdResolution(row.code, icd.get_description(row.code), side_d, site_d)
+        return IcdResolution(row.code, codeset.description(row.code), side_d, site_d)
 
     def resolve_sides(
         self,
@@ -234,7 +235,7 @@ class IcdTables:
             return [self.resolve(cid, site, laterality, eyelid)]
         row, _, site_d = self._pick(cid, site, "bilateral", eyelid)
         if row.laterality == "bilateral":
-            return [IcdResolution(row.code, icd.get_description(row.code), False, site_d)]
+            return [IcdResolution(row.code, codeset.description(row.code), False, site_d)]
         out: list[IcdResolution] = []
         for side in ("right", "left"):
             res = self.resolve(cid, site, side, eyelid)
@@ -596,7 +597,7 @@ class _NoteCoder:
             if line is None:
                 lines[h.code] = Icd10Line(
                     code=h.code,
-                    description=icd.get_description(h.code),
+                    description=codeset.description(h.code),
                     confidence=h.confidence,
                     evidence=[],
                 )
