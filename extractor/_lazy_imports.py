@@ -8,10 +8,36 @@ one of its attributes is first used, and whose ``spacy_component`` submodule is
 loaded lazily; code that really uses QuickUMLS still gets all of it.
 """
 
+import importlib
 import importlib.machinery
 import importlib.util
 import sys
 import types
+
+
+def _stub(spec: importlib.machinery.ModuleSpec, is_package: bool) -> types.ModuleType:
+    """A module object that runs its real code on first use of an unknown attribute."""
+    mod = types.ModuleType(spec.name)
+    mod.__spec__ = spec
+    mod.__file__ = spec.origin
+    mod.__loader__ = spec.loader
+    mod.__package__ = spec.name if is_package else spec.name.rpartition(".")[0]
+    if is_package:
+        mod.__path__ = list(spec.submodule_search_locations or [])
+
+    def _load(name: str) -> object:
+        if is_package and importlib.machinery.PathFinder.find_spec(
+            f"{spec.name}.{name}", mod.__path__
+        ):
+            # "from . import toolbox" inside the package: a submodule, not the package body
+            return importlib.import_module(f"{spec.name}.{name}")
+        if "__getattr__" in mod.__dict__:
+            del mod.__getattr__  # type: ignore[attr-defined]
+            spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        return mod.__dict__[name] if name in mod.__dict__ else getattr(mod, name)
+
+    mod.__getattr__ = _load  # type: ignore[attr-defined]
+    return mod
 
 
 def defer_quickumls() -> None:
@@ -20,27 +46,12 @@ def defer_quickumls() -> None:
     spec = importlib.util.find_spec("quickumls")
     if spec is None or spec.loader is None or not spec.submodule_search_locations:
         return
-    package = types.ModuleType("quickumls")
-    package.__spec__ = spec
-    package.__path__ = list(spec.submodule_search_locations)
-    package.__file__ = spec.origin
-    package.__loader__ = spec.loader
-    package.__package__ = "quickumls"
-
-    def _load_package(name: str) -> object:
-        del package.__getattr__  # type: ignore[attr-defined]
-        spec.loader.exec_module(package)  # type: ignore[union-attr]
-        return getattr(package, name)
-
-    package.__getattr__ = _load_package  # type: ignore[attr-defined]
+    package = _stub(spec, is_package=True)
+    sys.modules["quickumls"] = package
     sub_spec = importlib.machinery.PathFinder.find_spec(
         "quickumls.spacy_component", package.__path__
     )
-    sys.modules["quickumls"] = package
     if sub_spec is not None and sub_spec.loader is not None:
-        sub_spec.loader = importlib.util.LazyLoader(sub_spec.loader)
-        sub = importlib.util.module_from_spec(sub_spec)
+        sub = _stub(sub_spec, is_package=False)
         sys.modules["quickumls.spacy_component"] = sub
-        sub_spec.loader.exec_module(sub)
         package.spacy_component = sub  # type: ignore[attr-defined]
-

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from extractor.errors import CodeSetError, PatternFileError
 from extractor.coding import icd10_codeset as codeset
+from extractor.errors import CodeSetError, PatternFileError
 from extractor.patterns import load_family, patterns_dir, read_rows
 from extractor.schemas import (
     DiagnosisFact,
