@@ -92,6 +92,8 @@ class ConfidenceModel:
     def predict(self, rows: list[dict[str, Any]]) -> list[float]:
         if not rows:
             return []
+        if not hasattr(self.estimator, "predict_proba"):  # the linear.json form
+            return self.estimator.predict(rows)
         proba = self.estimator.predict_proba(rows)
         classes = list(self.estimator.classes_)
         col = classes.index(1) if 1 in classes else classes.index(True)
@@ -130,10 +132,13 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_model_dir(directory: Path) -> ConfidenceModel:
-    """Load and verify one model folder (manifest, checksum, trusted types, feature version)."""
-    import skops.io as sio
+def load_model_dir(directory: Path, fast: bool = True) -> ConfidenceModel:
+    """Load and verify one model folder (manifest, checksum, trusted types, feature version).
 
+    With ``fast`` (the default for coding notes), the checksummed ``linear.json`` export
+    of the same estimator is used when present, so scikit-learn and skops are never
+    imported at run time; training, evaluation and the tests load the skops file.
+    """
     mpath = directory / MANIFEST_FILE
     try:
         manifest = Manifest.model_validate_json(mpath.read_text(encoding="utf-8"))
@@ -146,6 +151,22 @@ def load_model_dir(directory: Path) -> ConfidenceModel:
             f"{mpath}: model built for feature version {manifest.feature_version}, this code "
             f"computes version {FEATURE_VERSION}; run `dermcode train`"
         )
+    linear_name = getattr(manifest, "linear_file", None)
+    if fast and linear_name:
+        from extractor.confidence_linear import LinearConfidence
+
+        lpath = directory / linear_name
+        if not lpath.is_file():
+            raise ModelError(f"confidence model file {lpath} is missing")
+        if sha256_of(lpath) != getattr(manifest, "linear_sha256", None):
+            raise ModelError(f"confidence model file {lpath} does not match its manifest "
+                             "checksum (corrupt or replaced); run `dermcode train`")
+        try:
+            return ConfidenceModel(LinearConfidence.from_file(lpath), manifest, directory)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"confidence model {lpath} could not be read: {exc}") from None
+    import skops.io as sio
+
     fpath = directory / manifest.model_file
     if not fpath.is_file():
         raise ModelError(f"confidence model file {fpath} is missing")

@@ -191,6 +191,12 @@ def save(est: Any, directory: Path, manifest: confidence.Manifest) -> Path:
         raise ModelError(f"model uses types missing from confidence.TRUSTED_TYPES: {sorted(extra)}")
     manifest.model_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest.trusted_types = sorted(untrusted)
+    from extractor import confidence_linear
+
+    linear = directory / confidence_linear.LINEAR_FILE
+    linear.write_text(json.dumps(confidence_linear.export(est)), encoding="utf-8")
+    manifest.linear_file = confidence_linear.LINEAR_FILE  # type: ignore[attr-defined]
+    manifest.linear_sha256 = hashlib.sha256(linear.read_bytes()).hexdigest()  # type: ignore[attr-defined]
     (directory / confidence.MANIFEST_FILE).write_text(confidence.manifest_json(manifest),
                                                       encoding="utf-8")
     return directory

@@ -90,12 +90,25 @@ def test_corrupt_model_file_is_a_model_error(tmp_path: Path) -> None:
     f = d / confidence.MODEL_FILE
     f.write_bytes(f.read_bytes()[:200])
     with pytest.raises(ModelError, match="checksum"):
-        confidence.load_model_dir(d)
+        confidence.load_model_dir(d, fast=False)
     # same garbage with a matching checksum: the loader itself must refuse it
     m = json.loads((d / confidence.MANIFEST_FILE).read_text())
     m["model_sha256"] = confidence.sha256_of(f)
     (d / confidence.MANIFEST_FILE).write_text(json.dumps(m))
     with pytest.raises(ModelError, match="could not be loaded"):
+        confidence.load_model_dir(d, fast=False)
+
+
+def test_corrupt_linear_export_is_a_model_error(tmp_path: Path) -> None:
+    d = _copy(tmp_path)
+    f = d / "linear.json"
+    f.write_text('{"folds": [')
+    with pytest.raises(ModelError, match="checksum"):
+        confidence.load_model_dir(d)
+    m = json.loads((d / confidence.MANIFEST_FILE).read_text())
+    m["linear_sha256"] = confidence.sha256_of(f)
+    (d / confidence.MANIFEST_FILE).write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="could not be read"):
         confidence.load_model_dir(d)
 
 
@@ -141,8 +154,10 @@ def test_saved_model_round_trips(tmp_path: Path) -> None:
         feature_version=confidence.FEATURE_VERSION, features=sorted(rows[0]), corpus="synthetic",
         corpus_hash="0", seed=7, estimator="test", metrics={}, trusted_types=[])
     d = training.save(est, tmp_path / "confidence" / "2026-01-01", man)
-    loaded = confidence.load_model_dir(d)
-    assert loaded.predict(rows[:5]) == pytest.approx(est.predict_proba(rows[:5])[:, 1].tolist())
+    expected = est.predict_proba(rows)[:, 1].tolist()
+    # the skops estimator and its linear.json export give the same probabilities
+    assert confidence.load_model_dir(d, fast=False).predict(rows) == pytest.approx(expected)
+    assert confidence.load_model_dir(d).predict(rows) == pytest.approx(expected, abs=1e-9)
 
 
 def test_single_class_training_is_refused() -> None:
