@@ -368,12 +368,17 @@ def apply(result: NoteResult, facts: NoteFacts, cpt_out: CptOutcome | None = Non
     m = model or load_model()
     cpt_rows, icd_rows = features(result, facts, cpt_out, icd)
     probs = m.predict(cpt_rows + icd_rows)
-    out = result.model_copy(deep=True)
-    for ln, p in zip(out.cpt, probs[: len(cpt_rows)], strict=True):
-        ln.confidence = round(p, 3)
-    for il, p in zip(out.icd10, probs[len(cpt_rows):], strict=True):
-        il.confidence = round(p, 3)
-    return out
+    # Copy only the lines whose confidence changes: a deep copy of the whole result
+    # (entities included) cost more than the model itself.
+    cpt_lines = [
+        ln.model_copy(update={"confidence": round(p, 3)})
+        for ln, p in zip(result.cpt, probs[: len(cpt_rows)], strict=True)
+    ]
+    icd_lines = [
+        il.model_copy(update={"confidence": round(p, 3)})
+        for il, p in zip(result.icd10, probs[len(cpt_rows):], strict=True)
+    ]
+    return result.model_copy(update={"cpt": cpt_lines, "icd10": icd_lines})
 
 
 def manifest_json(m: Manifest) -> str:

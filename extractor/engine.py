@@ -10,46 +10,63 @@ from typing import Any
 
 from extractor.schemas import Entity, NoteFacts, NoteResult
 
-# Entity labels exported in NoteResult.entities, and the span attributes they carry.
-_CONTEXT_ATTRS = (
-    "is_negated",
-    "is_uncertain",
-    "is_historical",
-    "is_hypothetical",
-    "is_family",
-    "is_planned",
-)
+# ConText categories exported as entity attributes (negated, uncertain, ...).
+_CONTEXT_TARGETS = {"PROCEDURE", "DIAGNOSIS", "DERMOSCOPY"}
+_CONTEXT_FLAGS = {
+    "NEGATED_EXISTENCE": "negated",
+    "POSSIBLE_EXISTENCE": "uncertain",
+    "HISTORICAL": "historical",
+    "HYPOTHETICAL": "hypothetical",
+    "FAMILY": "family",
+    "PLANNED": "planned",
+}
 
 
 def entities_of(doc: Any) -> list[Entity]:
-    """Every extracted span with offsets that slice the note text, plus its normalised values."""
+    """Every extracted span with offsets that slice the note text, plus its normalised values.
+
+    Reads the per-Doc tables the components keep (rule attrs, measurement values,
+    ConText edges) rather than spaCy's ``span._`` accessors, which cost as much as a
+    pipeline stage over a few hundred spans.
+    """
+    from extractor._extensions import note_text
+
+    text = note_text(doc)
+    meta = doc._.dc_span_meta or {}
+    graph = doc._.context_graph
+    context: dict[tuple[int, int], set[str]] = {}
+    for target, modifier in graph.edges if graph is not None else ():
+        context.setdefault((target.start, target.end), set()).add(modifier.category)
     out: list[Entity] = []
     for ent in doc.ents:
-        attrs = dict(ent._.dc_attrs or {})
-        attrs["rule"] = ent._.dc_rule_id
-        if ent.label_ in ("PROCEDURE", "DIAGNOSIS"):
-            for a in _CONTEXT_ATTRS:
-                if getattr(ent._, a, False):
-                    attrs[a[3:]] = True
+        rule, attrs = meta.get((ent.start, ent.end), (None, None))
+        attrs = dict(attrs or {})
+        attrs["rule"] = rule
+        label = ent.label_
+        if label in _CONTEXT_TARGETS:
+            for cat in context.get((ent.start, ent.end), ()):
+                flag = _CONTEXT_FLAGS.get(cat)
+                if flag:
+                    attrs[flag] = True
+        start, end = ent.start_char, ent.end_char
         out.append(
-            Entity(
-                label=ent.label_, start=ent.start_char, end=ent.end_char, text=ent.text, attrs=attrs
+            Entity.model_construct(
+                label=label, start=start, end=end, text=text[start:end], attrs=attrs
             )
         )
     for sp in doc.spans.get("dc_measure", []):
-        val = dict(sp._.dc_value or {})
-        label = "MEASUREMENT" if val.get("kind") not in ("count",) else "COUNT"
+        val = dict(meta.get((sp.start, sp.end, "m"), (None, None))[1] or {})
+        label = "COUNT" if val.get("kind") == "count" else "MEASUREMENT"
+        start, end = sp.start_char, sp.end_char
         out.append(
-            Entity(label=label, start=sp.start_char, end=sp.end_char, text=sp.text, attrs=val)
+            Entity.model_construct(
+                label=label, start=start, end=end, text=text[start:end], attrs=val
+            )
         )
     for cat, start, end in doc._.dc_section_spans or []:
         out.append(
-            Entity(
-                label="SECTION",
-                start=start,
-                end=end,
-                text=doc.text[start:end],
-                attrs={"category": cat},
+            Entity.model_construct(
+                label="SECTION", start=start, end=end, text=text[start:end], attrs={"category": cat}
             )
         )
     out.sort(key=lambda e: (e.start, e.end))
