@@ -44,7 +44,7 @@ def entities_of(doc: Any) -> list[Entity]:
         attrs["rule"] = rule
         label = ent.label_
         if label in _CONTEXT_TARGETS:
-            for cat in context.get((ent.start, ent.end), ()):
+            for cat in sorted(context.get((ent.start, ent.end), ())):
                 flag = _CONTEXT_FLAGS.get(cat)
                 if flag:
                     attrs[flag] = True
