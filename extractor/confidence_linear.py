@@ -57,30 +57,41 @@ class LinearConfidence:
     """``predict`` gives the same probabilities as the skops estimator, from linear.json."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        self.folds = data["folds"]
+        folds = data["folds"]
         self.positive_is_second = data["classes"] == [0, 1]
+        n = len(folds)
+        # feature -> its weight in each fold (coef / scale), so a row is scored in one pass
+        weights: dict[str, list[float]] = {}
+        for k, fold in enumerate(folds):
+            scale, coef = fold["scale"], fold["coef"]
+            for name, j in fold["vocabulary"].items():
+                weights.setdefault(name, [0.0] * n)[k] = coef[j] / (scale[j] or 1.0)
+        self.weights = weights
+        self.intercepts = [fold["intercept"] for fold in folds]
+        self.platt = [(fold["a"], fold["b"]) for fold in folds]
 
     @classmethod
     def from_file(cls, path: Path) -> LinearConfidence:
         return cls(json.loads(path.read_text(encoding="utf-8")))
 
     def _proba(self, row: dict[str, Any]) -> float:
+        f = list(self.intercepts)
+        weights = self.weights
+        for key, value in row.items():
+            kv = _key_value(key, value)
+            if kv is None:
+                continue
+            w = weights.get(kv[0])
+            if w is not None:
+                x = kv[1]
+                for k, wk in enumerate(w):
+                    f[k] += wk * x
         total = 0.0
-        for fold in self.folds:
-            vocab, scale, coef = fold["vocabulary"], fold["scale"], fold["coef"]
-            f = fold["intercept"]
-            for key, value in row.items():
-                kv = _key_value(key, value)
-                if kv is None:
-                    continue
-                j = vocab.get(kv[0])
-                if j is not None:
-                    s = scale[j] or 1.0
-                    f += coef[j] * kv[1] / s
-            z = fold["a"] * f + fold["b"]
+        for fk, (a, b) in zip(f, self.platt, strict=True):
+            z = a * fk + b
             p = 1.0 / (1.0 + math.exp(z)) if z > -700 else 1.0
             total += p if self.positive_is_second else 1.0 - p
-        return total / len(self.folds)
+        return total / len(f)
 
     def predict(self, rows: list[dict[str, Any]]) -> list[float]:
         return [min(1.0, max(0.0, self._proba(r))) for r in rows]

@@ -41,6 +41,9 @@ class TargetRule(_Strict):
     category: TargetLabel
     pattern: None | str | list[dict[str, Any]] = None
     attrs: dict[str, Any] = Field(default_factory=dict)
+    # regex rules only: lower-case words of which one must occur in the note for the
+    # regex to run at all (most notes never mention dermoscopic images)
+    requires: list[str] | None = None
     comment: str | None = None
 
 

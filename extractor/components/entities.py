@@ -19,7 +19,6 @@ from medspacy.target_matcher import TargetRule as MsTargetRule
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
-from spacy.util import filter_spans
 
 from extractor import _extensions
 from extractor.patterns import cached_family
@@ -80,33 +79,42 @@ class DermEntities:
     def __call__(self, doc: Doc) -> Doc:
         rule_map = self.matcher.rule_map
         strings = doc.vocab.strings
-        found: list[tuple[Span, dict]] = []
+        # (start, end, label, rule id, attrs): plain tuples until the overlaps are resolved
+        found: list[tuple[int, int, str, str, dict]] = []
         for match_id, start, end in self.matcher(doc):
             rule = rule_map[strings[match_id]]
-            found.append((Span(doc, start, end, label=rule.category), rule.metadata))
+            meta = rule.metadata
+            found.append((start, end, rule.category, meta["id"], meta["attrs"]))
         for key, start, end in self.exact_matcher(doc):
             row = self._exact_rows[key]
-            found.append(
-                (Span(doc, start, end, label=row.category), {"id": row.id, "attrs": row.attrs})
-            )
+            found.append((start, end, row.category, row.id, row.attrs))
         if self.regexes:
             text = _extensions.note_text(doc)
+            low = text.lower()
             for rx, row in self.regexes:
+                if row.requires and not any(w in low for w in row.requires):
+                    continue
                 for m in rx.finditer(text):
-                    sp = doc.char_span(
-                        m.start(), m.end(), label=row.category, alignment_mode="expand"
-                    )
+                    sp = doc.char_span(m.start(), m.end(), alignment_mode="expand")
                     if sp is not None:
-                        found.append((sp, {"id": row.id, "attrs": row.attrs}))
-        meta_of = {(sp.start, sp.end, sp.label): meta for sp, meta in found}
-        kept = filter_spans([sp for sp, _ in found])
+                        found.append((sp.start, sp.end, row.category, row.id, row.attrs))
+        # longest first, then leftmost (spacy.util.filter_spans' order), no token reused
+        found.sort(key=lambda f: (f[0] - f[1], f[0]))
+        taken = bytearray(len(doc))
+        kept = []
+        for f in found:
+            start, end = f[0], f[1]
+            if any(taken[start:end]):
+                continue
+            taken[start:end] = b"\x01" * (end - start)
+            kept.append(f)
+        kept.sort()
         table = doc._.dc_span_meta
         if table is None:
             table = doc._.dc_span_meta = {}
-        for span in kept:
-            meta = meta_of[(span.start, span.end, span.label)]
-            table[(span.start, span.end)] = (meta["id"], meta["attrs"])
-        doc.ents = kept
+        for start, end, _label, rid, attrs in kept:
+            table[(start, end)] = (rid, attrs)
+        doc.ents = [Span(doc, f[0], f[1], label=f[2]) for f in kept]
         return doc
 
 
