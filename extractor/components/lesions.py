@@ -171,15 +171,28 @@ def _ev(text: str, start: int, end: int) -> Evidence:
 
 def _span_ev(span: Span) -> Evidence:
     # Span.text rebuilds the string token by token; slicing the note text is far cheaper.
-    start, end = span.start_char, span.end_char
+    start, end = _sc(span), _ec(span)
     return Evidence.model_construct(
         start=start, end=end, text=span.doc.text[start:end] if _TEXT is None else _TEXT[start:end]
     )
 
 
-_TEXT: str | None = (
-    None  # the note being assembled (set per call; components run one Doc at a time)
-)
+# The Doc being assembled (set per call; components run one Doc at a time).
+_TEXT: str | None = None
+_TOK_START: list[int] = []  # character offset of each token
+_TOK_END: list[int] = []
+
+
+def _sc(span: Span) -> int:
+    """``span.start_char`` from a per-Doc table (spaCy builds a Token object per call)."""
+    return _TOK_START[span.start]
+
+
+def _ec(span: Span) -> int:
+    """``span.end_char`` from the same table."""
+    return _TOK_END[span.end - 1] if span.end > span.start else _TOK_START[span.start]
+
+
 _ATTRS: dict[tuple[int, int], dict] = {}  # entity (start, end) -> rule attrs, read once per Doc
 
 
@@ -201,7 +214,7 @@ def _rid(span: Span) -> str:
 
 
 def _status(span: Span, section: str) -> str:
-    key = (span.start_char, span.end_char, section)
+    key = (_sc(span), _ec(span), section)
     hit = _STATUS_CACHE.get(key)
     if hit is None:
         hit = _STATUS_CACHE[key] = _status_uncached(span, section)
@@ -279,12 +292,12 @@ class DermLesions:
             units.append(Unit(i, start, end, stext, section, item))
         starts = [u.start for u in units]
         for ent in doc.ents:
-            k = bisect_right(starts, ent.start_char) - 1
+            k = bisect_right(starts, _sc(ent)) - 1
             if k >= 0:
                 units[k].ents.append(ent)
                 units[k].labels.append(ent.label_)
         for sp in doc.spans.get("dc_measure", []):
-            k = bisect_right(starts, sp.start_char) - 1
+            k = bisect_right(starts, _sc(sp)) - 1
             if k >= 0:
                 units[k].meas.append(sp)
         return units
@@ -313,27 +326,29 @@ class DermLesions:
             # laterality right before the site ("L forearm", "right upper eyelid")
             for k in (j - 1, j - 2):
                 if side is None and k >= 0 and labels[k] == "LATERALITY":
-                    gap = text[ents[k].end_char : e.start_char]
+                    gap = text[_ec(ents[k]) : _sc(e)]
                     if len(gap) <= 12 and not re.search(r"[.;:]", gap):
                         side = _a(ents[k])["side"]
             # or right after ("forearm, left", "ear (R)")
             if side is None and j + 1 < len(ents) and labels[j + 1] == "LATERALITY":
-                gap = text[e.end_char : ents[j + 1].start_char]
+                gap = text[_ec(e) : _sc(ents[j + 1])]
                 if len(gap) <= 3 and not re.search(r"[.;]", gap):
                     side = _a(ents[j + 1])["side"]
             out.append((e, side, a.get("eyelid"), a.get("digit_number"), a.get("site")))
         # merge adjacent sites naming one place ("upper eyelid" + "canthus", "nasal tip")
         merged: list = []
         for s in out:
-            if merged and s[0].start_char - merged[-1][0].end_char <= 1 and s[4] == merged[-1][4]:
+            if merged and _sc(s[0]) - _ec(merged[-1][0]) <= 1 and s[4] == merged[-1][4]:
                 continue
             merged.append(s)
         return merged
 
     # ------------------------------------------------------------------ main
     def __call__(self, doc: Doc) -> Doc:
-        global _TEXT
+        global _TEXT, _TOK_START, _TOK_END
         self._text = _TEXT = _extensions.note_text(doc)
+        _TOK_START = [t.idx for t in doc]
+        _TOK_END = [i + len(t) for i, t in zip(_TOK_START, doc, strict=True)]
         _STATUS_CACHE.clear()
         global _ATTRS, _CONTEXT
         _ATTRS = doc._.dc_span_meta or {}
@@ -428,7 +443,7 @@ class DermLesions:
             for e, concept in zip(dx_ents, concepts, strict=True):
                 if specific and concept in self.catchalls:
                     continue
-                section = self._section_at(e.start_char, u.section)
+                section = self._section_at(_sc(e), u.section)
                 status = {
                     "family": "family",
                     "negated": "negated",
@@ -496,10 +511,8 @@ class DermLesions:
                 if _SEPARATE.search(u.text):
                     c.attrs["separate_lesion"] = True  # not the lesion the note is about
                 if c.status == "performed" and (
-                    _DATED.match(self._text, e.end_char)
-                    or _DATED_BEFORE.search(
-                        self._text, max(u.start, e.start_char - 30), e.start_char
-                    )
+                    _DATED.match(self._text, _ec(e))
+                    or _DATED_BEFORE.search(self._text, max(u.start, _sc(e) - 30), _sc(e))
                 ):
                     c.status = "historical"  # "Bx 02/11/2026", "Mohs (2019)": an earlier visit
                 # merge with a compatible mention of the same sentence
@@ -1248,16 +1261,16 @@ def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
     for e, lab in zip(v.ents, v.labels, strict=True):
         if lab != "SITE":
             continue
-        m = _SITE_NUM.match(stext, e.end_char - v.start)
+        m = _SITE_NUM.match(stext, _ec(e) - v.start)
         if m:
             n = to_number(m.group(1))
             if n:
                 total += int(n)
-                s0, e0 = e.start_char, v.start + m.end()
+                s0, e0 = _sc(e), v.start + m.end()
                 ev.append(Evidence.model_construct(start=s0, end=e0, text=text[s0:e0]))
     if total:
         return total, ev
-    starts = {e.start_char - v.start: e.label_ for e in v.ents}
+    starts = {_sc(e) - v.start: e.label_ for e in v.ents}
     for m in _NUM_RE.finditer(stext):
         n = to_number(m.group(1))
         if n is None or n <= 0 or n > 200:
@@ -1375,15 +1388,15 @@ def _repair_ok(c: Cand) -> bool:
 
 def _neg_near(text: str, e: Span) -> bool:
     # within the mention's own sentence: "No trauma recalled. Dermoscopy: ..." is not negated
-    left = re.split(r"[.;:\n]", text[max(0, e.start_char - 20) : e.start_char].lower())[-1]
-    right = re.split(r"[.;\n]", text[e.end_char : e.end_char + 25].lower())[0]
+    left = re.split(r"[.;:\n]", text[max(0, _sc(e) - 20) : _sc(e)].lower())[-1]
+    right = re.split(r"[.;\n]", text[_ec(e) : _ec(e) + 25].lower())[0]
     return bool(re.search(r"\bno\b|\bnot\b|without|deferred", left)) or bool(
         re.search(r"^\W*(?:was |were )?(?:not performed|not done|deferred|declined)", right)
     )
 
 
 def _path_near(text: str, e: Span) -> bool:
-    left = text[max(0, e.start_char - 45) : e.start_char].lower()
+    left = text[max(0, _sc(e) - 45) : _sc(e)].lower()
     return bool(
         re.search(
             r"(path(?:ology)?(?: report| result)?s?\s*"
