@@ -41,7 +41,7 @@ DEFAULT_GLOB = "*.txt"
 #: Notes sent to a worker at a time: large enough to amortise the round trip (a note
 #: takes a few ms), small enough to keep the progress bar live and to lose little
 #: work when a worker dies.
-CHUNK_SIZE = 8
+CHUNK_SIZE = 16
 #: Characters that ``str.splitlines`` (and many JSONL readers) treat as line breaks
 #: but JSON leaves unescaped. Escaping them keeps "one line per note" true for any reader.
 _LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
