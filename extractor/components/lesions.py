@@ -282,9 +282,12 @@ class DermLesions:
             section = secs[k][0] if k >= 0 else "none"
             m = ITEM_RE.match(stext)
             prev_section = units[-1].section if units else None
+            ref = None if m else _HEAD_REF.match(stext)
             if m:
                 g = next(v for v in m.groupdict().values() if v)
                 item = int(g) if g.isdigit() else ord(g.upper()) - 64
+            elif ref:  # "Procedure (#1): ...", "Re #2: ..." name the lesion they are about
+                item = int(ref.group(1))
             elif prev_section is not None and section != prev_section:
                 item = None
             elif units and "\n\n" in text[units[-1].end : start]:
@@ -542,6 +545,19 @@ class DermLesions:
         self._fill_from_blocks(units, facts)
         self._fill_by_site(units, facts)
         self._absorb_parts(facts)
+        # "bx x3 today:" above three biopsies, each with its technique, is their summary
+        techniqued = [
+            p for p in facts.procedures
+            if p.kind == "biopsy" and p.status == "performed" and p.method
+        ]
+        if len(techniqued) >= 2:
+            facts.procedures = [
+                p for p in facts.procedures
+                if not (
+                    p.kind == "biopsy" and p.status == "performed" and p.method is None
+                    and (p.count or 0) >= 2
+                )
+            ]
         # "snipped" with no skin tag in sight is a step of another procedure (a punch base)
         for p in facts.procedures:
             if p.kind == "tag_removal" and not any(
@@ -940,7 +956,15 @@ class DermLesions:
         )
         # units whose facts this procedure may use: its own, then its lesion item, then
         # earlier sentences of the same section/block
-        chain = [u] + self._context_units(u, units)
+        # the sentences of every merged mention come first ("4th ILK session." ... "Procedure:
+        # ILK ... into all 11 patches"), then the lesion item and the block around it
+        starts = [v.start for v in units]
+        own = [u]
+        for sp in c.spans[1:]:
+            k = bisect_right(starts, _sc(sp)) - 1
+            if k >= 0 and units[k] not in own:
+                own.append(units[k])
+        chain = own + [v for v in self._context_units(u, units) if v not in own]
         # site: a repair or flap closes the wound of the excision/Mohs before it
         if c.site_id is None and kind in ("repair", "flap"):
             host = next(
@@ -981,6 +1005,7 @@ class DermLesions:
         self._measure(pf, c, chain)
         # counts
         self._count(doc, pf, c, chain)
+        self._injected_volume(pf, chain)
         # diagnoses: same sentence, then lesion item, then chain
         pf.diagnoses = self._link_dx(c, chain, facts)
         pf.uncertain = any(facts.diagnoses[i].uncertain for i in pf.diagnoses)
@@ -1077,7 +1102,8 @@ class DermLesions:
                 elif k == "concentration" and v in chain[:3]:
                     pf.attrs["conc_mg_ml"] = val["value"]
                 elif k == "volume" and v in chain[:3]:
-                    pf.attrs["volume_ml"] = val["value"]
+                    # "0.1 mL per point ... total volume 2.4 mL": the total is the largest
+                    pf.attrs["volume_ml"] = max(val["value"], pf.attrs.get("volume_ml", 0.0))
                 elif k in ("sticks", "grams") and v in chain[:3]:
                     pf.drug_units = float(val.get("n") or val.get("value") or 0)
             if (
@@ -1087,17 +1113,32 @@ class DermLesions:
             ):
                 break
 
+    def _injected_volume(self, pf: ProcedureFact, chain: list[Unit]) -> None:
+        """The volume injected in all: a "total volume" line wins over "0.1 mL per point";
+        "0.25 mL into each of 2 keloids" is 0.5 mL."""
+        if pf.kind != "injection":
+            return
+        for v in chain[:5]:
+            m = _TOTAL_VOL.search(v.text)
+            if m:
+                pf.attrs["volume_ml"] = float(m.group(1))
+                return
+        vol = pf.attrs.get("volume_ml")
+        if vol and pf.count and any(_EACH_VOL.search(v.text) for v in chain[:2]):
+            pf.attrs["volume_ml"] = round(vol * pf.count, 3)
+
     def _count(self, doc: Doc, pf: ProcedureFact, c: Cand, chain: list[Unit]) -> None:
         total = 0
         found = False
-        for v in chain[:2] if pf.kind not in PER_LESION else chain[:1]:
+        # the first sentence (own mentions first) that states a count: counts written in
+        # the exam and again in the procedure note are the same lesions, not a sum
+        for v in chain[:3] if pf.kind not in PER_LESION else chain[:1]:
             n, ev = _count_in(doc, self._text, v)
             if n:
-                total += n
+                total = n
                 found = True
                 pf.evidence.extend(ev)
-                if v is chain[0]:
-                    break
+                break
         if found:
             pf.count = total
             pf.count_text = ", ".join(e.text for e in pf.evidence[-3:])
@@ -1181,6 +1222,9 @@ _INTRALESIONAL = re.compile(
     r"|kenalog[- ]?\d|mg/ml|mg / ml"
     r"|(?:kenalog|triamcinolone|tac|steroid)\b[^.;]{0,40}\binject|inject\w*[^.;]{0,40}(?:kenalog|triamcinolone|tac\b|steroid)"
 )
+_HEAD_REF = re.compile(r"^\s*[A-Za-z /&]{0,30}\(?\s*(?:#|lesion\s*#?)\s*(\d{1,2})\s*\)?\s*[:-]", re.I)
+_TOTAL_VOL = re.compile(r"(?i)total(?:\s+volume)?(?:\s+of)?[\s:=]*(\d+(?:\.\d+)?)\s*(?:ml|cc)\b")
+_EACH_VOL = re.compile(r"(?i)(?:ml|cc)\s+(?:into|to|in|per)\s+each\b|\beach\s+(?:lesion|keloid|cyst|patch)")
 _DATED = re.compile(
     r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
 )

@@ -112,7 +112,7 @@ def _valid_title(doc: Doc, sec: Section) -> bool:
     if nxt.text == "(" or (nxt.like_num and not short):
         # "PATHOLOGY ADDENDUM (received 06/14):", "ADDENDUM 03/02/2026 (Dr. X):"
         for tok in doc[end : min(len(doc), end + 12)]:
-            if tok.text == ":":
+            if tok.text.endswith(":"):  # ":" or "):" as the tokenizer keeps it
                 return True
             if "\n" in tok.text:
                 break
