@@ -964,7 +964,9 @@ class DermLesions:
             k = bisect_right(starts, _sc(sp)) - 1
             if k >= 0 and units[k] not in own:
                 own.append(units[k])
-        chain = own + [v for v in self._context_units(u, units) if v not in own]
+        chain = list(own)
+        for o in own:
+            chain += [v for v in self._context_units(o, units) if v not in chain]
         # site: a repair or flap closes the wound of the excision/Mohs before it
         if c.site_id is None and kind in ("repair", "flap"):
             host = next(
@@ -1225,6 +1227,9 @@ _INTRALESIONAL = re.compile(
 _HEAD_REF = re.compile(r"^\s*[A-Za-z /&]{0,30}\(?\s*(?:#|lesion\s*#?)\s*(\d{1,2})\s*\)?\s*[:-]", re.I)
 _TOTAL_VOL = re.compile(r"(?i)total(?:\s+volume)?(?:\s+of)?[\s:=]*(\d+(?:\.\d+)?)\s*(?:ml|cc)\b")
 _EACH_VOL = re.compile(r"(?i)(?:ml|cc)\s+(?:into|to|in|per)\s+each\b|\beach\s+(?:lesion|keloid|cyst|patch)")
+_NOT_LESIONS_BEFORE = re.compile(
+    r"nylon|prolene|vicryl|monocryl|suture|stitch|staple|cycle|freeze|thaw|sec\b|applications?|passes"
+)
 _DATED = re.compile(
     r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
 )
@@ -1279,6 +1284,14 @@ _NOT_COUNTED = {
     "stage",
     "blocks",
     "sutures",
+    # ages: "31 F, alopecia areata"
+    "f",
+    "m",
+    "yo",
+    "yof",
+    "yom",
+    "year-old",
+    "yr-old",
 }
 
 
@@ -1294,6 +1307,9 @@ def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
     for sp in v.meas:
         val = _mv(sp)
         if val.get("kind") == "count":
+            before = text[max(0, _sc(sp) - 14) : _sc(sp)].lower()
+            if _NOT_LESIONS_BEFORE.search(before):
+                continue  # "4-0 nylon x3", "2 cycles x2": sutures and cycles, not lesions
             total += val["n"]
             ev.append(_span_ev(sp))
     if total:
