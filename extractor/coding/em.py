@@ -71,11 +71,21 @@ def _problem_level(facts: NoteFacts, dxs: list[DiagnosisFact], why: list[str]) -
 
 
 def _data_level(facts: NoteFacts, why: list[str]) -> int:
-    cat1 = len(_cue(facts, "em_labs_ordered")[:2]) + min(1, len(_cue(facts, "em_external_notes")))
-    historian = bool(_cue(facts, "em_historian"))
-    discussed = bool(_cue(facts, "em_discussed"))
     derm = facts.dermoscopy
-    interp = bool(derm.findings) and bool(derm.image_cues.get("staff_captured"))
+    # dermoscopy documentation feeds the AMA data categories (CODING_CONVENTIONS §9):
+    # stored images compared = one category-1 item; staff-captured images read by the
+    # physician = independent interpretation; images discussed = discussion
+    stored = bool(derm.findings) and bool(derm.image_cues.get("1"))
+    cat1 = (
+        len(_cue(facts, "em_labs_ordered")[:2])
+        + min(1, len(_cue(facts, "em_external_notes")))
+        + int(stored)
+    )
+    historian = bool(_cue(facts, "em_historian"))
+    discussed = bool(_cue(facts, "em_discussed")) or (
+        bool(derm.findings) and bool(derm.image_cues.get("3"))
+    )
+    interp = bool(derm.findings) and bool(derm.image_cues.get("2"))
     cats = sum((cat1 >= 3 or (cat1 + historian) >= 3, interp, discussed))
     if cats >= 2:
         why.append("extensive data")
@@ -111,6 +121,7 @@ def _separate_problems(facts: NoteFacts, procedure_dx: set[int]) -> list[Diagnos
     done = [p for p in facts.procedures if p.status == "performed"]
     sites = {(p.site, p.laterality) for p in done if p.site}
     lesions = {p.lesion_no for p in done if p.lesion_no is not None}
+    sampled = any(p.kind in ("biopsy", "excision", "shave", "shave_removal") for p in done)
     out = []
     for j, d in enumerate(facts.diagnoses):
         if j in procedure_dx or d.status != "active" or d.concept not in known:
@@ -119,6 +130,8 @@ def _separate_problems(facts: NoteFacts, procedure_dx: set[int]) -> list[Diagnos
             continue
         if icd10.concept(d.concept).catchall or d.lesion_no in lesions:
             continue
+        if d.uncertain and sampled and (d.site is None or not sites):
+            continue  # "r/o melanoma" on a day a lesion is sampled is that lesion's question
         if d.site and any(d.site == s and (not d.laterality or not lat or d.laterality == lat)
                           for s, lat in sites):
             continue
