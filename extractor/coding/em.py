@@ -50,8 +50,15 @@ def _problem_level(facts: NoteFacts, dxs: list[DiagnosisFact], why: list[str]) -
     classes: dict[str, str] = {}
     for d in dxs:
         classes.setdefault(d.concept, icd10.concept(d.concept).cpt_class)
-    worse = bool(_cue(facts, "em_worsening"))
-    severe = bool(_cue(facts, "em_severe"))
+    # "spreading", "flare", "not controlled" describe the problem they stand next to,
+    # not every problem of the note (a spreading molluscum does not make eczema worse)
+    starts = [e.start for d in dxs for e in d.evidence[:1]]
+
+    def near(name: str) -> bool:
+        return any(abs(c.start - s) < 120 for c in _cue(facts, name) for s in starts)
+
+    worse = near("em_worsening")
+    severe = near("em_severe")
     chronic = [c for c, k in classes.items() if k in CHRONIC_CLASSES]
     acute = [c for c, k in classes.items() if k in ACUTE_CLASSES]
     unsure = [d.concept for d in dxs if icd10.concept(d.concept).cpt_class in UNCERTAIN_CLASSES
