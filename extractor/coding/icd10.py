@@ -68,6 +68,9 @@ class ConceptRow(BaseModel):
     history_code: str | None = None
     family_history_code: str | None = None
     excision_family: Literal["malignant", "benign"]
+    # more specific concepts of this one ("cyst" → "epidermoid_cyst"): when one of them is
+    # coded in the note, this NOS concept adds nothing a coder keeps
+    refined_by: list[str] = []
     comment: str | None = None
 
 
@@ -589,6 +592,28 @@ class _NoteCoder:
             or h.concept is None
             or not concepts[h.concept].catchall
             or h.region not in specific_regions
+        ]
+        # NOS beside its specific form ("cyst" and "epidermoid cyst"), and signs or symptoms
+        # beside a definitive diagnosis (pruritus of the eczema), are not coded (§13.1, §13.6)
+        refined = {
+            id(h)
+            for h in keep
+            for o in keep
+            if h.concept and o.concept in set(concepts[h.concept].refined_by)
+            and (h.region == o.region or None in (h.region, o.region))
+        }
+        has_specific = any(
+            h.concept and not concepts[h.concept].catchall
+            and concepts[h.concept].cpt_class != "symptom"
+            for h in keep
+        )
+        keep = [
+            h
+            for h in keep
+            if h.concept is None
+            or id(h) not in refined
+            and not (concepts[h.concept].cpt_class == "symptom" and has_specific
+                     and not h.from_procedure)
         ]
         lines: dict[str, Icd10Line] = {}
         lat_missing: list[Evidence] = []

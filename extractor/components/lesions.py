@@ -1224,9 +1224,13 @@ _INTRALESIONAL = re.compile(
     r"|kenalog[- ]?\d|mg/ml|mg / ml"
     r"|(?:kenalog|triamcinolone|tac|steroid)\b[^.;]{0,40}\binject|inject\w*[^.;]{0,40}(?:kenalog|triamcinolone|tac\b|steroid)"
 )
-_HEAD_REF = re.compile(r"^\s*[A-Za-z /&]{0,30}\(?\s*(?:#|lesion\s*#?)\s*(\d{1,2})\s*\)?\s*[:-]", re.I)
+_HEAD_REF = re.compile(
+    r"^\s*[A-Za-z /&]{0,30}\(?\s*(?:#|lesion\s*#?)\s*(\d{1,2})\s*\)?\s*[:-]", re.I
+)
 _TOTAL_VOL = re.compile(r"(?i)total(?:\s+volume)?(?:\s+of)?[\s:=]*(\d+(?:\.\d+)?)\s*(?:ml|cc)\b")
-_EACH_VOL = re.compile(r"(?i)(?:ml|cc)\s+(?:into|to|in|per)\s+each\b|\beach\s+(?:lesion|keloid|cyst|patch)")
+_EACH_VOL = re.compile(
+    r"(?i)(?:ml|cc)\s+(?:into|to|in|per)\s+each\b|\beach\s+(?:lesion|keloid|cyst|patch)"
+)
 _NOT_LESIONS_BEFORE = re.compile(
     r"nylon|prolene|vicryl|monocryl|suture|stitch|staple|cycle|freeze|thaw|sec\b|applications?|passes"
 )
@@ -1287,7 +1291,6 @@ _NOT_COUNTED = {
     # ages: "31 F, alopecia areata"
     "f",
     "m",
-    "yo",
     "yof",
     "yom",
     "year-old",
