@@ -576,12 +576,12 @@ class DermLesions:
     @staticmethod
     def _mohs_stages(units: list[Unit], p: ProcedureFact) -> None:
         """Stages and blocks of the one Mohs case in the note ("Stage 2 - 6 blocks")."""
-        stages = 0
+        stages = p.stages or 0
         blocks: dict[int, int] = {}
+        stage_here = None  # the stage a paragraph is about, until the next "Stage N"
         for u in units:
             if u.section in HISTORY_SECTIONS:
                 continue
-            stage_here = None
             for m in u.meas:
                 v = _mv(m)
                 if v.get("kind") == "stage_no":
@@ -590,7 +590,7 @@ class DermLesions:
                 elif v.get("kind") == "stages":
                     stages = max(stages, v["n"])
                 elif v.get("kind") == "blocks" and stage_here is not None:
-                    blocks[stage_here] = v["n"]
+                    blocks.setdefault(stage_here, v["n"])
         if stages:
             p.stages = stages
             p.blocks = [blocks.get(i, 0) for i in range(1, stages + 1)] if blocks else []
@@ -749,7 +749,7 @@ class DermLesions:
         measurement cannot belong to another lesion.
         """
         mohs = [p for p in facts.procedures if p.kind == "mohs" and p.status == "performed"]
-        if len(mohs) == 1 and mohs[0].stages is None:
+        if len(mohs) == 1:
             self._mohs_stages(units, mohs[0])
         block = [u for u in units if u.section in PROCEDURE_SECTIONS]
         if not block:
