@@ -122,7 +122,8 @@ LESION_NOUNS = {
     "fingernails",
 }
 ITEM_RE = re.compile(
-    r"^\s*(?:[-*•]\s*)?(?:#\s*(?P<a>\d{1,2})\b|(?P<b>\d{1,2})\s*[.)]\s|lesion\s*#?\s*(?P<c>\d{1,2})\b"
+    r"^\s*(?:[-*•]\s*)?(?:#\s*(?P<a>\d{1,2})\b|(?P<b>\d{1,2})\s*[.)]\s"
+    r"|lesion\s*#?\s*(?P<c>\d{1,2})\b(?!\.\d|\s*(?:x\s*\d|mm|cm))"
     r"|\((?P<d>\d{1,2})\)\s|(?:site|specimen)\s*#?\s*(?P<e>[A-H1-9])\b)",
     re.IGNORECASE,
 )
@@ -531,6 +532,23 @@ class DermLesions:
                     local.append(c)
             cands.extend(self._split_by_site(u, local))
         cands = [c for c in cands if c.kind not in ("repair_generic",) or _repair_ok(c)]
+        # "Same technique" repeats the kind and method of the procedure before it
+        resolved: list[Cand] = []
+        for c in cands:
+            if c.kind == "same_as_previous":
+                prev = next(
+                    (
+                        p
+                        for p in reversed(resolved)
+                        if p.kind != "same_as_previous" and p.status == "performed"
+                    ),
+                    None,
+                )
+                if prev is None:
+                    continue
+                c.kind, c.method = prev.kind, prev.method
+            resolved.append(c)
+        cands = resolved
         if any(u.section in DOING_SECTIONS for u in units):
             for c in cands:
                 if c.unit.section in REASON_SECTIONS and c.status == "performed":
@@ -545,19 +563,30 @@ class DermLesions:
         self._fill_from_blocks(units, facts)
         self._fill_by_site(units, facts)
         self._absorb_parts(facts)
-        # "bx x3 today:" above three biopsies, each with its technique, is their summary
-        techniqued = [
-            p for p in facts.procedures
-            if p.kind == "biopsy" and p.status == "performed" and p.method
-        ]
-        if len(techniqued) >= 2:
-            facts.procedures = [
-                p for p in facts.procedures
-                if not (
-                    p.kind == "biopsy" and p.status == "performed" and p.method is None
-                    and (p.count or 0) >= 2
-                )
+
+        # "bx x3 today:" / "ED&C x 2, both bx-proven" above the lesions themselves is
+        # their summary: a count of 2+ with no site, beside 2+ sited procedures of its kind
+        def summary(p: ProcedureFact) -> bool:
+            if p.status != "performed" or (p.count or 0) < 2 or p.site is not None:
+                return False
+            if p.kind == "biopsy" and p.method:
+                return False
+            others = [
+                q
+                for q in facts.procedures
+                if q is not p
+                and q.kind == p.kind
+                and q.status == "performed"
+                and (q.site is not None or (p.kind == "biopsy" and q.method))
             ]
+            return len(others) >= 2 and p.kind in (
+                "biopsy",
+                "destruction",
+                "excision",
+                "shave_removal",
+            )
+
+        facts.procedures = [p for p in facts.procedures if not summary(p)]
         # "snipped" with no skin tag in sight is a step of another procedure (a punch base)
         for p in facts.procedures:
             if p.kind == "tag_removal" and not any(
