@@ -587,6 +587,7 @@ class DermLesions:
             )
 
         facts.procedures = [p for p in facts.procedures if not summary(p)]
+        self._dedup_assessment(facts)
         # "snipped" with no skin tag in sight is a step of another procedure (a punch base)
         for p in facts.procedures:
             if p.kind == "tag_removal" and not any(
@@ -698,6 +699,34 @@ class DermLesions:
                 a.diagnoses = a.diagnoses or b.diagnoses
                 drop.add(id(b))
         facts.procedures = [p for p in facts.procedures if id(p) not in drop]
+
+    def _dedup_assessment(self, facts: NoteFacts) -> None:
+        """"Impression: epidermoid cyst, posterior neck, excised." restates the excision the
+        description documented: a performed procedure named in the assessment is dropped
+        when the same kind is documented elsewhere at the same place (or with no site)."""
+        drop: set[int] = set()
+        procs = facts.procedures
+        for i, a in enumerate(procs):
+            if a.status != "performed" or a.section not in ("assessment", "diagnosis"):
+                continue
+            for j, b in enumerate(procs):
+                if i == j or j in drop or b.kind != a.kind or b.status != "performed":
+                    continue
+                if b.section in ("assessment", "diagnosis"):
+                    continue
+                if a.site and b.site and (
+                    self.region.get(a.site) != self.region.get(b.site)
+                    or (a.laterality and b.laterality and a.laterality != b.laterality)
+                ):
+                    continue
+                b.evidence.extend(a.evidence)
+                b.diagnoses = b.diagnoses or a.diagnoses
+                for name in ("site", "laterality", "size_cm", "margin_cm"):
+                    if getattr(b, name) is None and getattr(a, name) is not None:
+                        setattr(b, name, getattr(a, name))
+                drop.add(i)
+                break
+        facts.procedures = [p for k, p in enumerate(procs) if k not in drop]
 
     def _link_pathology(self, facts: NoteFacts) -> None:
         """A pathology result belongs to the lesion it reports on: same site, or the only
