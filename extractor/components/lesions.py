@@ -662,6 +662,9 @@ class DermLesions:
             host.evidence.extend(p.evidence)
             host.diagnoses = host.diagnoses or p.diagnoses
             host.attrs.setdefault("absorbed", []).append(p.kind)
+            if host.site is None and p.site is not None:  # the step names the place
+                host.site, host.laterality = p.site, p.laterality
+                host.eyelid, host.digit = p.eyelid, p.digit
         facts.procedures = keep
 
     @staticmethod
@@ -1047,14 +1050,17 @@ class DermLesions:
         if c.site_id is None:
             for v in chain[1:]:
                 s = self._sites(v)
-                if s and (len(s) == 1 or v.item is not None):
+                if kind.startswith("nail_"):  # a nail procedure is on a finger or a toe
+                    s = [x for x in s if x[4] in ("finger", "toe")]
+                if s and (len({x[4] for x in s}) == 1 or v.item is not None):
+                    # one place named (perhaps twice: "L middle finger ... finger tourniquet")
                     c.site_span, c.side, c.eyelid, c.digit, c.site_id = s[0]
                     break
         if c.site_id is None:
             # "Dx: invasive SCC, R posterior shoulder" names the Mohs site for the whole note
             for i in self._link_dx(c, chain, facts):
                 dx = facts.diagnoses[i]
-                if dx.site:
+                if dx.site and (not kind.startswith("nail_") or dx.site in ("finger", "toe")):
                     c.site_id, c.side, c.eyelid = dx.site, dx.laterality, dx.eyelid
                     break
         if c.site_id:
