@@ -444,26 +444,25 @@ Predictor = Callable[[str, str], tuple[NoteResult, NoteFacts | None]]
 def engine_predictor(with_confidence: bool = False) -> Predictor:
     """``code_text`` (+ the facts, which the confidence model needs), pipeline built once.
 
-    ``with_confidence`` applies :func:`extractor.confidence.apply` here, so the model can
-    be evaluated before engine.py calls it; once engine.py does, this is a no-op re-apply.
+    ``code_text`` applies the confidence model; without ``with_confidence`` it runs under
+    :func:`extractor.confidence.bypass`, so the engines' own heuristic confidences are
+    scored instead (the Brier score of the two is how the model earns its place).
     """
+    from extractor import confidence
     from extractor.engine import code_text, extract
     from extractor.pipeline import get_pipeline
 
     get_pipeline()  # build once, before the loop
-    model = None
     if with_confidence:
-        from extractor import confidence
-
-        model = confidence.load_model()
+        confidence.load_model()  # a missing or corrupt model fails here, before any note
 
     def run(text: str, note_id: str) -> tuple[NoteResult, NoteFacts | None]:
-        result = code_text(text, note_id)
+        if with_confidence:
+            result = code_text(text, note_id)
+        else:
+            with confidence.bypass():
+                result = code_text(text, note_id)
         _, facts = extract(text)
-        if model is not None:
-            from extractor import confidence
-
-            result = confidence.apply(result, facts)
         return result, facts
 
     return run

@@ -90,8 +90,9 @@ def evaluate_command(
     confidence: Annotated[
         bool,
         typer.Option("--confidence/--no-confidence",
-                     help="Apply the confidence model to each result (until engine.py does)."),
-    ] = False,
+                     help="Score the trained model's confidences (default) or, with "
+                          "--no-confidence, the engines' own heuristic ones."),
+    ] = True,
 ) -> None:
     """Score the pipeline against a gold folder: P/R/F1 for codes, modifiers, ICD-10-CM and
     flags, dermoscopy and E/M accuracy, exact-claim rate."""
