@@ -23,6 +23,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import islice
 
+from spacy.attrs import IDX, LENGTH
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
@@ -351,8 +352,12 @@ class DermLesions:
     def __call__(self, doc: Doc) -> Doc:
         global _TEXT, _TOK_START, _TOK_END
         self._text = _TEXT = _extensions.note_text(doc)
-        _TOK_START = [t.idx for t in doc]
-        _TOK_END = [i + len(t) for i, t in zip(_TOK_START, doc, strict=True)]
+        if len(doc):
+            offsets = doc.to_array([IDX, LENGTH]).tolist()  # one C call, no Token objects
+            _TOK_START = [o[0] for o in offsets]
+            _TOK_END = [o[0] + o[1] for o in offsets]
+        else:
+            _TOK_START, _TOK_END = [], []
         _STATUS_CACHE.clear()
         global _ATTRS, _CONTEXT
         _ATTRS = doc._.dc_span_meta or {}
