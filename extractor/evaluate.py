@@ -33,20 +33,15 @@ from extractor.schemas import NoteFacts, NoteResult
 # ------------------------------------------------------------------ gold format
 
 #: CONTRACT.md flag ids plus the project's own LESION_COUNT_MISMATCH.
-KNOWN_FLAGS: frozenset[str] = frozenset({
-    "DERMOSCOPY_WITHOUT_FINDINGS",
-    "DERMOSCOPY_FINDINGS_NOT_LINKED",
-    "BIOPSY_TECHNIQUE_MISSING",
-    "SIZE_MISSING",
-    "MARGINS_MISSING",
-    "SITE_MISSING",
-    "LATERALITY_MISSING",
-    "LESION_COUNT_MISSING",
-    "DIAGNOSIS_UNSPECIFIED",
-    "HISTOLOGY_PENDING",
-    "COSMETIC_INDICATION",
-    "LESION_COUNT_MISMATCH",
-})
+def _known_flags() -> frozenset[str]:
+    """Every flag id dermcode can raise: the rows of ``patterns/coding/flags.jsonl``
+    (the contract's ids plus the project's own), defined there once."""
+    from extractor.coding.flags import flag_rows
+
+    return frozenset(r.id for r in flag_rows())
+
+
+KNOWN_FLAGS: frozenset[str] = _known_flags()
 
 #: The distinct-procedural-service modifiers the scorer treats as one class (§11.2).
 DISTINCT_MODIFIERS: frozenset[str] = frozenset({"59", "XS", "XE", "XP", "XU"})

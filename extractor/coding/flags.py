@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from extractor.components.measurements import WORD_NUMBERS
 from extractor.patterns import cached_family
 from extractor.schemas import (
     CptOutcome,
@@ -101,28 +102,9 @@ _PAYMENT = re.compile(
     r"payment|pay\b|paid|charge\w*|fee\b|cpt|icd|\bcode[sd]?\b|modifier|claim",
     re.I,
 )
-_NUM_WORDS = {
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-    "twenty": 20,
-}
+# number words as the measurement stage reads them (one table for the whole project)
+_ROMAN = {"i", "ii", "iii", "iv", "v", "vi"}
+_NUM_WORDS = {w: n for w, n in WORD_NUMBERS.items() if w.isalpha() and w not in _ROMAN and n <= 20}
 _PLANNED_OR_PAST = re.compile(
     r"\b(?:will|would|plan(?:ned|s)?|next (?:visit|time)|at (?:the )?next|repeat|schedul\w*|"
     r"consider|if (?:it|they|any)|previous(?:ly)?|prior|last (?:visit|year)|in 20\d\d|"
