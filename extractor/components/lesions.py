@@ -260,6 +260,7 @@ class DermLesions:
         tables = load_tables()
         self.catchalls = {cid for cid, row in tables.concepts.items() if row.catchall}
         self.dx_class = {cid: row.cpt_class for cid, row in tables.concepts.items()}
+        self.refined_by = {cid: set(row.refined_by) for cid, row in tables.concepts.items()}
         self.region = {row.id: row.region for row in cached_family("coding/sites.jsonl", SiteRow)}
         self.parts: dict[str, dict[str, ProcedurePart]] = {}
         for row in cached_family("procedure_parts.jsonl", ProcedurePart):
@@ -1068,6 +1069,14 @@ class DermLesions:
                 if dx.site and (not kind.startswith("nail_") or dx.site in ("finger", "toe")):
                     c.site_id, c.side, c.eyelid = dx.site, dx.laterality, dx.eyelid
                     break
+        if c.site_id is None and not c.attrs.get("separate_lesion"):
+            # "MOHS ... BCC" with the site only where the biopsy proved it: "shave bx of
+            # nodular BCC, L nasal ala": another active mention of the same diagnosis
+            concepts = {facts.diagnoses[i].concept for i in self._link_dx(c, chain, facts)}
+            for dx in facts.diagnoses:
+                if dx.site and dx.status == "active" and dx.concept in concepts - self.catchalls:
+                    c.site_id, c.side, c.eyelid = dx.site, dx.laterality, dx.eyelid
+                    break
         if c.site_id:
             pf.site, pf.laterality, pf.eyelid, pf.digit = c.site_id, c.side, c.eyelid, c.digit  # type: ignore[assignment]
             if c.site_span is not None:
@@ -1251,6 +1260,19 @@ class DermLesions:
             ]
             if better and c.site_id is not None:
                 picks = better[:2]
+        # "cyst removal L flank ... clinically epidermoid cyst": the specific form names it
+        refined: list[int] = []
+        for i in picks:
+            better = self.refined_by.get(facts.diagnoses[i].concept)
+            if not better:
+                continue
+            refined += [
+                j for j, dx in enumerate(facts.diagnoses)
+                if dx.status == "active" and dx.concept in better and j not in picks
+                and (dx.site is None or c.site_id is None or dx.site == c.site_id)
+            ]
+        if refined:
+            picks = list(dict.fromkeys(refined + picks))
         if not picks:
             picks = self._fallback_dx(c, facts)
         # pathology results for this lesion go first
