@@ -573,7 +573,10 @@ class DermLesions:
         # "bx x3 today:" / "ED&C x 2, both bx-proven" above the lesions themselves is
         # their summary: a count of 2+ with no site, beside 2+ sited procedures of its kind
         def summary(p: ProcedureFact) -> bool:
-            if p.status != "performed" or (p.count or 0) < 2 or p.site is not None:
+            plural = bool(p.evidence) and _PLURAL.search(p.evidence[0].text) is not None
+            if p.status != "performed" or p.site is not None:
+                return False
+            if (p.count or 0) < 2 and not (plural and p.size_cm is None):
                 return False
             if p.kind == "biopsy" and p.method:
                 return False
@@ -901,6 +904,7 @@ class DermLesions:
                     and same_place
                     and c.status == prev.status == "performed"
                     and (c.kind == prev.kind or "removal" in (c.kind, prev.kind))
+                    and c.unit.item == prev.unit.item  # "#2: ... excised" is not the title's
                 )
                 if not far_ok and (
                     c.unit.idx - prev.unit.idx > 8 or prev.unit.section != c.unit.section
@@ -1325,6 +1329,7 @@ _EACH_VOL = re.compile(
 _NOT_LESIONS_BEFORE = re.compile(
     r"nylon|prolene|vicryl|monocryl|suture|stitch|staple|cycle|freeze|thaw|sec\b|applications?|passes"
 )
+_PLURAL = re.compile(r"(?i)(?:ions|ies|als|multiple)\b")
 _DATED = re.compile(
     r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
 )
