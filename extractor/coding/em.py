@@ -13,6 +13,7 @@ diagnosis class (``diagnoses.jsonl``) and note cues; data and risk from the cue 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from extractor.coding import icd10
 from extractor.schemas import Considered, CptLine, DiagnosisFact, Evidence, NoteFacts
@@ -23,8 +24,17 @@ ESTABLISHED = {1: "99212", 2: "99213", 3: "99214", 4: "99215"}
 COUNTED_SOURCES = {"assessment", "pathology", "procedure"}
 CHRONIC_CLASSES = {"inflammatory", "nail"}
 ACUTE_CLASSES = {"infection"}
-MINOR_CLASSES = {"benign_lesion", "cyst", "tag", "wart", "molluscum", "vascular", "symptom",
-                 "catchall", "premalignant"}
+MINOR_CLASSES = {
+    "benign_lesion",
+    "cyst",
+    "tag",
+    "wart",
+    "molluscum",
+    "vascular",
+    "symptom",
+    "catchall",
+    "premalignant",
+}
 UNCERTAIN_CLASSES = {"malignant", "in_situ"}
 
 
@@ -61,14 +71,19 @@ def _problem_level(facts: NoteFacts, dxs: list[DiagnosisFact], why: list[str]) -
     severe = near("em_severe")
     chronic = [c for c, k in classes.items() if k in CHRONIC_CLASSES]
     acute = [c for c, k in classes.items() if k in ACUTE_CLASSES]
-    unsure = [d.concept for d in dxs if icd10.concept(d.concept).cpt_class in UNCERTAIN_CLASSES
-              and d.uncertain]
+    unsure = [
+        d.concept
+        for d in dxs
+        if icd10.concept(d.concept).cpt_class in UNCERTAIN_CLASSES and d.uncertain
+    ]
     if chronic and severe:
         why.append(f"chronic illness with severe exacerbation ({', '.join(chronic)})")
         return 4
     if chronic and worse or len(chronic) >= 2 or unsure:
-        why.append("chronic illness not at goal / 2+ chronic / undiagnosed new problem: "
-                   + ", ".join(chronic or unsure))
+        why.append(
+            "chronic illness not at goal / 2+ chronic / undiagnosed new problem: "
+            + ", ".join(chronic or unsure)
+        )
         return 3
     if chronic or acute or len(classes) >= 2:
         why.append(f"problems: {', '.join(classes)}")
@@ -120,6 +135,23 @@ def _risk_level(facts: NoteFacts, why: list[str]) -> int:
     return 1
 
 
+@lru_cache(maxsize=1)
+def _fit() -> dict[str, set[str]]:
+    from extractor.patterns import cached_family
+    from extractor.schemas import ProcedureDxFit
+
+    return {
+        r.kind: set(r.classes)
+        for r in cached_family("coding/procedure_dx_fit.jsonl", ProcedureDxFit)
+    }
+
+
+def _could_be_indication(d: DiagnosisFact, done: list) -> bool:
+    """Whether a diagnosis is of a kind today's procedures treat (AK for cryo, BCC for ED&C)."""
+    cls = icd10.concept(d.concept).cpt_class
+    return any(cls in _fit().get(p.kind, {cls}) for p in done)
+
+
 def _separate_problems(facts: NoteFacts, procedure_dx: set[int]) -> list[DiagnosisFact]:
     """Assessed problems that are not the indication of a procedure done today: not
     linked to one, not the same concept, not on a treated site or numbered lesion."""
@@ -139,9 +171,15 @@ def _separate_problems(facts: NoteFacts, procedure_dx: set[int]) -> list[Diagnos
             continue
         if d.uncertain and sampled and (d.site is None or not sites):
             continue  # "r/o melanoma" on a day a lesion is sampled is that lesion's question
-        if d.site and any(d.site == s and (not d.laterality or not lat or d.laterality == lat)
-                          for s, lat in sites):
-            continue
+        if (
+            d.site
+            and any(
+                d.site == s and (not d.laterality or not lat or d.laterality == lat)
+                for s, lat in sites
+            )
+            and _could_be_indication(d, done)
+        ):
+            continue  # the lesion treated today, named again; seb derm beside scalp AKs is not
         out.append(d)
     return out
 
@@ -175,18 +213,28 @@ def code_em(
     table = NEW if facts.patient == "new" else ESTABLISHED
     level = max(1, min(4, mdm.level))
     code = table[level]
-    summary = (f"MDM {LEVEL_NAMES[level]} (problems {LEVEL_NAMES.get(mdm.problems, '-')}, data "
-               f"{LEVEL_NAMES[mdm.data]}, risk {LEVEL_NAMES[mdm.risk]}): " + "; ".join(mdm.why))
+    summary = (
+        f"MDM {LEVEL_NAMES[level]} (problems {LEVEL_NAMES.get(mdm.problems, '-')}, data "
+        f"{LEVEL_NAMES[mdm.data]}, risk {LEVEL_NAMES[mdm.risk]}): " + "; ".join(mdm.why)
+    )
     if facts.patient is None:
         summary += "; new/established not stated: established assumed"
     if _cue(facts, "em_time"):
-        considered.append(Considered(code=code, reason="total time documented: a time-based "
-                                     "level may apply (out of scope in v1)"))
+        considered.append(
+            Considered(
+                code=code,
+                reason="total time documented: a time-based level may apply (out of scope in v1)",
+            )
+        )
     if procedure_day:
         if level < 2:
-            considered.append(Considered(
-                code=code, reason="separate problems reach only straightforward MDM: not a "
-                "significant, separately identifiable service on a procedure day (§10)"))
+            considered.append(
+                Considered(
+                    code=code,
+                    reason="separate problems reach only straightforward MDM: not a "
+                    "significant, separately identifiable service on a procedure day (§10)",
+                )
+            )
             return None, considered
         mods = ["25"]
         summary = "separately identifiable from today's procedures; " + summary
@@ -210,11 +258,26 @@ def _pointer_codes(facts: NoteFacts, dxs: list[DiagnosisFact], icd: object | Non
     return out[:4]
 
 
-def _line(code: str, mods: list[str], facts: NoteFacts, conf: float, why: str,
-          codes: list[str], dxs: list[DiagnosisFact] | None = None) -> CptLine:
+def _line(
+    code: str,
+    mods: list[str],
+    facts: NoteFacts,
+    conf: float,
+    why: str,
+    codes: list[str],
+    dxs: list[DiagnosisFact] | None = None,
+) -> CptLine:
     from extractor.coding.cpt_tables import tables
 
     row = tables().codes[code]
     ev = [e for d in (dxs or [])[:4] for e in d.evidence[:1]]
-    return CptLine(code=code, units=1, modifiers=mods, icd10=codes, confidence=conf,
-                   rationale=f"{row.label}: {why}", label=row.label, evidence=ev)
+    return CptLine(
+        code=code,
+        units=1,
+        modifiers=mods,
+        icd10=codes,
+        confidence=conf,
+        rationale=f"{row.label}: {why}",
+        label=row.label,
+        evidence=ev,
+    )
