@@ -506,8 +506,13 @@ class DermLesions:
             for e in procs:
                 a = _a(e)
                 kind = a.get("kind", "unknown")
-                if kind == "destruction" and hemostasis and a.get("method") in HEMOSTASIS_METHODS:
-                    continue
+                if (
+                    kind == "destruction"
+                    and hemostasis
+                    and a.get("method") in HEMOSTASIS_METHODS
+                    and not _CURETTAGE.search(self._text[_sc(e) : _ec(e)])
+                ):
+                    continue  # cautery for bleeding; an ED&C beside "hemostasis achieved" stays
                 low = u.text.lower()
                 if kind == "nail_debridement" and "nail" not in low:
                     continue  # wound or ulcer debridement: outside dermcode's code families
@@ -1329,6 +1334,7 @@ _EACH_VOL = re.compile(
 _NOT_LESIONS_BEFORE = re.compile(
     r"nylon|prolene|vicryl|monocryl|suture|stitch|staple|cycle|freeze|thaw|sec\b|applications?|passes"
 )
+_CURETTAGE = re.compile(r"(?i)&|curett|\+")
 _PLURAL = re.compile(r"(?i)(?:ions|ies|als|multiple)\b")
 _DATED = re.compile(
     r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"

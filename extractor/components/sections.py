@@ -105,6 +105,8 @@ def _valid_title(doc: Doc, sec: Section) -> bool:
     end = sec.title_end
     if end >= len(doc):
         return False
+    if sec.title_start > 0 and doc[sec.title_start - 1].text in ("(", "["):
+        return False  # "(path: SCCIS ...)" is an aside, not a section
     nxt = doc[end]
     short = len(doc[sec.title_start : end].text) <= 2
     if nxt.text in _FOLLOWERS:
