@@ -1269,6 +1269,18 @@ class DermLesions:
             ]
             if better and c.site_id is not None:
                 picks = better[:2]
+            elif c.site_id is None:
+                # no site to compare: the one specific diagnosis of the note that fits
+                fits = {
+                    facts.diagnoses[i].concept: i
+                    for i in range(len(facts.diagnoses))
+                    if facts.diagnoses[i].status == "active"
+                    and facts.diagnoses[i].concept not in self.catchalls
+                    and self.dx_class.get(facts.diagnoses[i].concept)
+                    in self.fit.get(c.kind, set())
+                }
+                if len(fits) == 1:
+                    picks = [*fits.values(), *picks]
         # "cyst removal L flank ... clinically epidermoid cyst": the specific form names it
         refined: list[int] = []
         for i in picks:
