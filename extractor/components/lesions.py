@@ -718,7 +718,7 @@ class DermLesions:
         facts.procedures = [p for p in facts.procedures if id(p) not in drop]
 
     def _dedup_assessment(self, facts: NoteFacts) -> None:
-        """"Impression: epidermoid cyst, posterior neck, excised." restates the excision the
+        """ "Impression: epidermoid cyst, posterior neck, excised." restates the excision the
         description documented: a performed procedure named in the assessment is dropped
         when the same kind is documented elsewhere at the same place (or with no site)."""
         drop: set[int] = set()
@@ -731,9 +731,13 @@ class DermLesions:
                     continue
                 if b.section in ("assessment", "diagnosis"):
                     continue
-                if a.site and b.site and (
-                    self.region.get(a.site) != self.region.get(b.site)
-                    or (a.laterality and b.laterality and a.laterality != b.laterality)
+                if (
+                    a.site
+                    and b.site
+                    and (
+                        self.region.get(a.site) != self.region.get(b.site)
+                        or (a.laterality and b.laterality and a.laterality != b.laterality)
+                    )
                 ):
                     continue
                 b.evidence.extend(a.evidence)
@@ -816,6 +820,25 @@ class DermLesions:
                     p.size_cm = _mv(m)["cm"]
                     p.evidence.append(_span_ev(m))
                     break
+            else:
+                # one lesion size in the whole note ("Exam: 0.7 cm irregular macule") and one
+                # lesion procedure: it can only be that lesion's
+                sized = [
+                    m
+                    for u in units
+                    if u.section not in HISTORY_SECTIONS
+                    for m in u.meas
+                    if _mv(m).get("kind") == "size" and _mv(m).get("role") == "lesion"
+                ]
+                lesion_procs = [
+                    q
+                    for q in facts.procedures
+                    if q.status == "performed"
+                    and q.kind in ("excision", "shave_removal", "destruction", "mohs")
+                ]
+                if len(sized) == 1 and len(lesion_procs) == 1:
+                    p.size_cm = _mv(sized[0])["cm"]
+                    p.evidence.append(_span_ev(sized[0]))
 
     def _fill_from_blocks(self, units: list[Unit], facts: NoteFacts) -> None:
         """Sizes written in a procedure description, far from the procedure's own line.
@@ -1062,6 +1085,7 @@ class DermLesions:
                     host.eyelid,
                     host.digit,
                 )
+                c.attrs["host_diagnoses"] = list(host.diagnoses)  # the wound it closes
         if c.site_id is None:
             for v in chain[1:]:
                 s = self._sites(v)
@@ -1096,7 +1120,7 @@ class DermLesions:
         self._count(doc, pf, c, chain)
         self._injected_volume(pf, chain)
         # diagnoses: same sentence, then lesion item, then chain
-        pf.diagnoses = self._link_dx(c, chain, facts)
+        pf.diagnoses = c.attrs.pop("host_diagnoses", None) or self._link_dx(c, chain, facts)
         pf.uncertain = any(facts.diagnoses[i].uncertain for i in pf.diagnoses)
         # intent
         text_window = " ".join(v.text for v in chain[:2]).lower()
@@ -1276,8 +1300,7 @@ class DermLesions:
                     for i in range(len(facts.diagnoses))
                     if facts.diagnoses[i].status == "active"
                     and facts.diagnoses[i].concept not in self.catchalls
-                    and self.dx_class.get(facts.diagnoses[i].concept)
-                    in self.fit.get(c.kind, set())
+                    and self.dx_class.get(facts.diagnoses[i].concept) in self.fit.get(c.kind, set())
                 }
                 if len(fits) == 1:
                     picks = [*fits.values(), *picks]
@@ -1288,8 +1311,11 @@ class DermLesions:
             if not better:
                 continue
             refined += [
-                j for j, dx in enumerate(facts.diagnoses)
-                if dx.status == "active" and dx.concept in better and j not in picks
+                j
+                for j, dx in enumerate(facts.diagnoses)
+                if dx.status == "active"
+                and dx.concept in better
+                and j not in picks
                 and (dx.site is None or c.site_id is None or dx.site == c.site_id)
             ]
         if refined:
