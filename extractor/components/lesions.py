@@ -293,8 +293,10 @@ class DermLesions:
                 item = int(ref.group(1))
             elif prev_section is not None and section != prev_section:
                 item = None
-            elif units and "\n\n" in text[units[-1].end : start]:
-                item = None
+            elif units and (
+                "\n\n" in text[units[-1].end : start] or _BLANK_END.search(units[-1].text)
+            ):
+                item = None  # a blank line closes a numbered item
             units.append(Unit(i, start, end, stext, section, item))
         starts = [u.start for u in units]
         for ent in doc.ents:
@@ -1061,8 +1063,8 @@ class DermLesions:
         own = [u]
         for sp in c.spans[1:]:
             k = bisect_right(starts, _sc(sp)) - 1
-            if k >= 0 and units[k] not in own:
-                own.append(units[k])
+            if k >= 0 and units[k] not in own and (u.item is None or units[k].item == u.item):
+                own.append(units[k])  # a mention outside the lesion's item lends no facts
         chain = list(own)
         for o in own:
             chain += [v for v in self._context_units(o, units) if v not in chain]
@@ -1373,6 +1375,7 @@ _NOT_LESIONS_BEFORE = re.compile(
     r"nylon|prolene|vicryl|monocryl|suture|stitch|staple|cycle|freeze|thaw|sec\b|applications?|passes"
 )
 _CURETTAGE = re.compile(r"(?i)&|curett|\+")
+_BLANK_END = re.compile(r"\n[ \t]*\n\s*$")
 _PLURAL = re.compile(r"(?i)(?:ions|ies|als|multiple)\b")
 _DATED = re.compile(
     r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
