@@ -1602,14 +1602,15 @@ def _neg_near(text: str, e: Span) -> bool:
 
 
 def _path_near(text: str, e: Span) -> bool:
-    left = text[max(0, _sc(e) - 45) : _sc(e)].lower()
+    # within the mention's own sentence: "Sent to dermpath.\n\nRTC 6 wks (AD)" is no result
+    left = re.split(r"[.;]\s|\n", text[max(0, _sc(e) - 45) : _sc(e)].lower())[-1]
     return bool(
         re.search(
             r"(path(?:ology)?(?: report| result)?s?\s*"
             r"(?:showed|shows|revealed|returned|confirmed|c/w|:|=|-)|"
             r"bx[- ]proven|biopsy[- ]proven|biopsy (?:showed|revealed|confirmed)|"
             r"bx (?:showed|revealed)|"
-            r"histolog\w* (?:showed|revealed|confirmed|c/w)|dermpath|returned (?:as|showing))",
+            r"histolog\w* (?:showed|revealed|confirmed|c/w)|dermpath\s*(?::|-|showed|shows|revealed|c/w)|returned (?:as|showing))",
             left,
         )
     )

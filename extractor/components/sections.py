@@ -113,9 +113,14 @@ def _valid_title(doc: Doc, sec: Section) -> bool:
         return not short or _starts_line(doc, sec.title_start)
     if nxt.text == "(" or (nxt.like_num and not short):
         # "PATHOLOGY ADDENDUM (received 06/14):", "ADDENDUM 03/02/2026 (Dr. X):"
-        for tok in doc[end : min(len(doc), end + 12)]:
+        toks = doc[end : min(len(doc), end + 12)]
+        for k, tok in enumerate(toks):
             if tok.text.endswith(":"):  # ":" or "):" as the tokenizer keeps it
                 return True
+            if tok.text == ")" and _starts_line(doc, sec.title_start):
+                # "Assessment & Plan (est patient)" alone on its line
+                nxt_tok = toks[k + 1] if k + 1 < len(toks) else None
+                return nxt_tok is None or (nxt_tok.is_space and "\n" in nxt_tok.text)
             if "\n" in tok.text:
                 break
         return False
