@@ -1610,7 +1610,8 @@ def _path_near(text: str, e: Span) -> bool:
             r"(?:showed|shows|revealed|returned|confirmed|c/w|:|=|-)|"
             r"bx[- ]proven|biopsy[- ]proven|biopsy (?:showed|revealed|confirmed)|"
             r"bx (?:showed|revealed)|"
-            r"histolog\w* (?:showed|revealed|confirmed|c/w)|dermpath\s*(?::|-|showed|shows|revealed|c/w)|returned (?:as|showing))",
+            r"histolog\w* (?:showed|revealed|confirmed|c/w)|"
+            r"dermpath\s*(?::|-|showed|shows|revealed|c/w)|returned (?:as|showing))",
             left,
         )
     )
