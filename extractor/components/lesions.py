@@ -841,6 +841,39 @@ class DermLesions:
                 if len(sized) == 1 and len(lesion_procs) == 1:
                     p.size_cm = _mv(sized[0])["cm"]
                     p.evidence.append(_span_ev(sized[0]))
+        self._fill_single_site(units, facts)
+        # "atypical nevi x2 ... saucerized both": two biopsies already, each of one lesion
+        groups: dict[tuple[str, str], list[ProcedureFact]] = {}
+        for p in facts.procedures:
+            if p.status == "performed" and p.kind in PER_LESION and p.count and p.count_text:
+                groups.setdefault((p.kind, p.count_text), []).append(p)
+        for group in groups.values():
+            if len(group) >= 2 and group[0].count <= len(group):
+                for p in group:
+                    p.count = None
+
+    def _fill_single_site(self, units: list[Unit], facts: NoteFacts) -> None:
+        """A note about one place ("O: dorsal distal index finger ... P: shave removal at
+        base"): its only site is the site of its only siteless lesion procedure."""
+        siteless = [
+            p
+            for p in facts.procedures
+            if p.status == "performed" and p.site is None and p.kind in PER_LESION | {"destruction"}
+        ]
+        if len(siteless) != 1 or len([p for p in facts.procedures if p.status == "performed"]) != 1:
+            return
+        found = {
+            (s[4], s[1], s[2], s[3]): s
+            for u in units
+            if u.section not in HISTORY_SECTIONS and u.section != "family_history"
+            for s in self._sites(u)
+        }
+        places = {k[0] for k in found}
+        if len(places) == 1:
+            best = max(found.values(), key=lambda s: (s[1] is not None, s[3] is not None))
+            p = siteless[0]
+            p.site, p.laterality, p.eyelid, p.digit = best[4], best[1], best[2], best[3]
+            p.evidence.append(_span_ev(best[0]))
 
     def _fill_from_blocks(self, units: list[Unit], facts: NoteFacts) -> None:
         """Sizes written in a procedure description, far from the procedure's own line.
