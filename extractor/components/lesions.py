@@ -572,6 +572,7 @@ class DermLesions:
         for c in cands:
             facts.procedures.append(self._fact(doc, c, units, facts))
         self._consolidate_repairs(facts)
+        self._split_over_items(units, facts)
         self._link_pathology(facts)
         self._fill_from_blocks(units, facts)
         self._fill_by_site(units, facts)
@@ -718,6 +719,59 @@ class DermLesions:
                 a.diagnoses = a.diagnoses or b.diagnoses
                 drop.add(id(b))
         facts.procedures = [p for p in facts.procedures if id(p) not in drop]
+
+    def _split_over_items(self, units: list[Unit], facts: NoteFacts) -> None:
+        """ "Three lesions removed by shave: 1. R nasal tip 0.5 cm ... 2. L forehead 0.9 cm
+        ...": one procedure statement over a numbered lesion list is one procedure per
+        lesion, each with its item's site, size and diagnosis."""
+        items: dict[int, Unit] = {}
+        for u in units:
+            if u.item is not None and u.section not in HISTORY_SECTIONS and self._sites(u):
+                items.setdefault(u.item, u)
+        if len(items) < 2:
+            return
+        out: list[ProcedureFact] = []
+        for p in facts.procedures:
+            n = p.count or 0
+            taken = {q.lesion_no for q in facts.procedures if q is not p and q.kind == p.kind}
+            free = [k for k in sorted(items) if k not in taken]
+            if (
+                p.status != "performed"
+                or p.kind not in ("shave_removal", "excision", "biopsy", "destruction")
+                or p.lesion_no is not None
+                or n < 2
+                or len(free) != n
+            ):
+                out.append(p)
+                continue
+            for k in free:
+                u = items[k]
+                site = self._sites(u)[0]
+                clone = p.model_copy(deep=True)
+                clone.lesion_no, clone.count = k, None
+                clone.site, clone.laterality, clone.eyelid, clone.digit = (
+                    site[4],
+                    site[1],
+                    site[2],
+                    site[3],
+                )
+                sizes = [
+                    m
+                    for m in u.meas
+                    if _mv(m).get("kind") == "size" and _mv(m).get("role") == "lesion"
+                ]
+                clone.size_cm = _mv(sizes[0])["cm"] if sizes else None
+                dx = [
+                    i
+                    for i, d in enumerate(facts.diagnoses)
+                    if d.status == "active" and u.start <= d.evidence[0].start < u.end
+                ]
+                clone.diagnoses = dx or p.diagnoses
+                clone.evidence = [*p.evidence[:1], _span_ev(site[0])] + (
+                    [_span_ev(sizes[0])] if sizes else []
+                )
+                out.append(clone)
+        facts.procedures = out
 
     def _dedup_assessment(self, facts: NoteFacts) -> None:
         """ "Impression: epidermoid cyst, posterior neck, excised." restates the excision the
