@@ -728,25 +728,43 @@ class DermLesions:
         for u in units:
             if u.item is not None and u.section not in HISTORY_SECTIONS and self._sites(u):
                 items.setdefault(u.item, u)
-        if len(items) < 2:
+        # no numbered list: the distinct places of the exam ("R lateral neck: ... L upper
+        # back: ..."), each with the unit that names it
+        by_place: dict[tuple, tuple[Unit, tuple]] = {}
+        for u in units:
+            if u.section == "exam":
+                for site in self._sites(u):
+                    by_place.setdefault((site[4], site[1]), (u, site))
+        if len(items) < 2 and len(by_place) < 2:
             return
         out: list[ProcedureFact] = []
         for p in facts.procedures:
-            n = p.count or 0
             taken = {q.lesion_no for q in facts.procedures if q is not p and q.kind == p.kind}
             free = [k for k in sorted(items) if k not in taken]
+            # the sentences of every mention of the procedure ("ED&C" in the title, "each
+            # lesion curetted and electrodesiccated" in the description)
+            sentence = " ".join(
+                u.text for u in units if any(u.start <= e.start < u.end for e in p.evidence)
+            )
+            every = _EVERY.search(sentence)
+            n = p.count or (
+                2 if every and every.group(0).lower() == "both" else (len(free) if every else 0)
+            )
+            targets: list[tuple[int | None, Unit, tuple]] = [
+                (k, items[k], self._sites(items[k])[0]) for k in free
+            ]
+            if len(targets) != n and len(by_place) == n and every:
+                targets = [(None, u, site) for u, site in by_place.values()]
             if (
                 p.status != "performed"
                 or p.kind not in ("shave_removal", "excision", "biopsy", "destruction")
                 or p.lesion_no is not None
                 or n < 2
-                or len(free) != n
+                or len(targets) != n
             ):
                 out.append(p)
                 continue
-            for k in free:
-                u = items[k]
-                site = self._sites(u)[0]
+            for k, u, site in targets:
                 clone = p.model_copy(deep=True)
                 clone.lesion_no, clone.count = k, None
                 clone.site, clone.laterality, clone.eyelid, clone.digit = (
@@ -755,16 +773,24 @@ class DermLesions:
                     site[2],
                     site[3],
                 )
-                sizes = [
-                    m
-                    for m in u.meas
-                    if _mv(m).get("kind") == "size" and _mv(m).get("role") == "lesion"
-                ]
+                sizes = sorted(
+                    (
+                        m
+                        for m in u.meas
+                        if _mv(m).get("kind") == "size" and _mv(m).get("role") == "lesion"
+                    ),
+                    key=lambda m: _dist(m, site[0]),
+                )[:1]
+                if sizes and len(self._sites(u)) > 1:
+                    nearest = min(self._sites(u), key=lambda x: _dist(sizes[0], x[0]))
+                    sizes = sizes if nearest[4] == site[4] and nearest[1] == site[1] else []
                 clone.size_cm = _mv(sizes[0])["cm"] if sizes else None
                 dx = [
                     i
                     for i, d in enumerate(facts.diagnoses)
-                    if d.status == "active" and u.start <= d.evidence[0].start < u.end
+                    if d.status == "active"
+                    and u.start <= d.evidence[0].start < u.end
+                    and (d.site is None or d.site == site[4])
                 ]
                 clone.diagnoses = dx or p.diagnoses
                 clone.evidence = [*p.evidence[:1], _span_ev(site[0])] + (
@@ -1463,6 +1489,7 @@ _NOT_LESIONS_BEFORE = re.compile(
 )
 _CURETTAGE = re.compile(r"(?i)&|curett|\+")
 _BLANK_END = re.compile(r"\n[ \t]*\n\s*$")
+_EVERY = re.compile(r"(?i)\b(?:both|each(?:\s+lesion)?|all\s+(?:\d+|two|three|four|five))\b")
 _PLURAL = re.compile(r"(?i)(?:ions|ies|als|multiple)\b")
 _DATED = re.compile(
     r"[\s,(]{0,3}(?:on\s+|in\s+|done\s+)?(?:\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\d{1,2}/\d{4}|(?:19|20)\d\d\b)"
