@@ -125,7 +125,8 @@ LESION_NOUNS = {
 ITEM_RE = re.compile(
     r"^\s*(?:[-*•]\s*)?(?:#\s*(?P<a>\d{1,2})\b|(?P<b>\d{1,2})\s*[.)]\s"
     r"|lesion\s*#?\s*(?P<c>\d{1,2})\b(?!\.\d|\s*(?:x\s*\d|mm|cm))"
-    r"|\((?P<d>\d{1,2})\)\s|(?:site|specimen)\s*#?\s*(?P<e>[A-H1-9])\b)",
+    r"|\((?P<d>\d{1,2})\)\s|(?:site|specimen)\s*#?\s*(?P<e>[A-H1-9])\b"
+    r"|\(?(?P<f>[a-hA-H])\)\s)",
     re.IGNORECASE,
 )
 REF_RE = re.compile(
