@@ -9,7 +9,7 @@ Only procedures and diagnoses are targets; sites, sizes and cues are not.
 
 from medspacy.context import ConText, ConTextRule
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
 from extractor import _extensions
 from extractor.patterns import cached_family
@@ -66,7 +66,15 @@ class DermContext:
     def __call__(self, doc: Doc) -> Doc:
         # Hand ConText only its targets: it weighs every modifier against every
         # target, and sites, sides and cues are half of the entities.
-        doc._.dc_context_targets = [e for e in doc.ents if e.label_ in TARGET_TYPES]
+        ents = doc.user_data.get("dc_ents")
+        if ents is None:
+            doc._.dc_context_targets = [e for e in doc.ents if e.label_ in TARGET_TYPES]
+        else:  # only the targets become Span objects
+            doc._.dc_context_targets = [
+                Span(doc, start, end, label=label)
+                for start, end, label in ents
+                if label in TARGET_TYPES
+            ]
         return self.context(doc, targets="dc_context_targets")
 
 

@@ -115,6 +115,9 @@ class DermEntities:
         for start, end, _label, rid, attrs in kept:
             table[(start, end)] = (rid, attrs)
         doc.ents = [Span(doc, f[0], f[1], label=f[2]) for f in kept]
+        # plain (start, end, label) triples for dermcode_lesions: doc.ents builds a Span per
+        # entity on every access
+        doc.user_data["dc_ents"] = [(f[0], f[1], f[2]) for f in kept]
         return doc
 
 

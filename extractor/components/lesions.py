@@ -135,6 +135,20 @@ REF_RE = re.compile(
 )
 
 
+class Ent:
+    """An entity or measurement as token offsets and a label: what assembly needs of a
+    Span, without spaCy building Span and Token objects on every access."""
+
+    __slots__ = ("start", "end", "label_")
+
+    def __init__(self, start: int, end: int, label: str) -> None:
+        self.start, self.end, self.label_ = start, end, label
+
+    @property
+    def text(self) -> str:
+        return (_TEXT or "")[_TOK_START[self.start] : _TOK_END[self.end - 1]]
+
+
 @dataclass(eq=False)
 class Unit:
     """One sentence with what was found in it."""
@@ -279,8 +293,12 @@ class DermLesions:
         units: list[Unit] = []
         item: int | None = None
         text = self._text
-        for i, sent in enumerate(doc.sents):
-            start, end = sent.start_char, sent.end_char
+        starts_tok = doc.user_data.get("dc_sent_starts") or [0]
+        bounds = list(zip(starts_tok, [*starts_tok[1:], len(doc)], strict=True))
+        for i, (s_tok, e_tok) in enumerate(bounds):
+            if e_tok <= s_tok:
+                continue
+            start, end = _TOK_START[s_tok], _TOK_END[e_tok - 1]
             stext = text[start:end]
             k = bisect_right(sec_starts, start) - 1
             section = secs[k][0] if k >= 0 else "none"
@@ -300,12 +318,20 @@ class DermLesions:
                 item = None  # a blank line closes a numbered item
             units.append(Unit(i, start, end, stext, section, item))
         starts = [u.start for u in units]
-        for ent in doc.ents:
+        ents = doc.user_data.get("dc_ents")
+        if ents is None:  # a Doc built without dermcode_entities' table
+            ents = [(e.start, e.end, e.label_) for e in doc.ents]
+        for e_start, e_end, label in ents:
+            ent = Ent(e_start, e_end, label)
             k = bisect_right(starts, _sc(ent)) - 1
             if k >= 0:
                 units[k].ents.append(ent)
-                units[k].labels.append(ent.label_)
-        for sp in doc.spans.get("dc_measure", []):
+                units[k].labels.append(label)
+        meas = doc.user_data.get("dc_meas")
+        if meas is None:
+            meas = [(m.start, m.end) for m in doc.spans.get("dc_measure", [])]
+        for m_start, m_end in meas:
+            sp = Ent(m_start, m_end, "MEASURE")
             k = bisect_right(starts, _sc(sp)) - 1
             if k >= 0:
                 units[k].meas.append(sp)

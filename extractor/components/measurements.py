@@ -154,6 +154,7 @@ class DermMeasurements:
                 spans.append(span)
         spans.sort(key=lambda sp: sp.start_char)
         doc.spans["dc_measure"] = spans
+        doc.user_data["dc_meas"] = [(sp.start, sp.end) for sp in spans]
         table = doc._.dc_span_meta
         if table is None:
             table = doc._.dc_span_meta = {}

@@ -150,6 +150,7 @@ class DermSentencizer:
             return doc
         texts = [t.text for t in doc]
         starts = self.starts(texts)
+        doc.user_data["dc_sent_starts"] = starts  # read by dermcode_lesions without doc.sents
         for i in starts:
             doc[i].is_sent_start = True
         # Unset tokens read as "inside a sentence", but spaCy only counts the Doc as
