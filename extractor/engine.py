@@ -83,6 +83,12 @@ def extract(text: str) -> tuple[Any, NoteFacts]:
 
 def code_text(text: str, note_id: str = "stdin") -> NoteResult:
     """Extract, code and flag one note."""
+    return code_with_facts(text, note_id)[0]
+
+
+def code_with_facts(text: str, note_id: str = "stdin") -> tuple[NoteResult, NoteFacts]:
+    """``code_text`` and the facts it coded from, from one pipeline run (evaluation and
+    training need both; running the pipeline twice per note doubled their time)."""
     from extractor.coding import cpt, dermoscopy, flags, icd10
 
     doc, facts = extract(text)
@@ -102,4 +108,4 @@ def code_text(text: str, note_id: str = "stdin") -> NoteResult:
     from extractor import confidence
 
     # The trained model (models/confidence/) replaces the engines' heuristic confidences.
-    return confidence.apply(result, facts, cpt_out=cpt_out, icd=icd)
+    return confidence.apply(result, facts, cpt_out=cpt_out, icd=icd), facts

@@ -444,7 +444,7 @@ def engine_predictor(with_confidence: bool = False) -> Predictor:
     scored instead (the Brier score of the two is how the model earns its place).
     """
     from extractor import confidence
-    from extractor.engine import code_text, extract
+    from extractor.engine import code_with_facts
     from extractor.pipeline import get_pipeline
 
     get_pipeline()  # build once, before the loop
@@ -453,12 +453,9 @@ def engine_predictor(with_confidence: bool = False) -> Predictor:
 
     def run(text: str, note_id: str) -> tuple[NoteResult, NoteFacts | None]:
         if with_confidence:
-            result = code_text(text, note_id)
-        else:
-            with confidence.bypass():
-                result = code_text(text, note_id)
-        _, facts = extract(text)
-        return result, facts
+            return code_with_facts(text, note_id)
+        with confidence.bypass():
+            return code_with_facts(text, note_id)
 
     return run
 

@@ -62,15 +62,14 @@ def add_note(ds: Dataset, k: int, case: GoldCase, result: NoteResult, facts: Not
 
 def build_dataset(directory: Path) -> Dataset:
     """Run the engine (model bypassed: it may not exist yet) on every note of a gold folder."""
-    from extractor.engine import code_text, extract
+    from extractor.engine import code_with_facts
     from extractor.pipeline import get_pipeline
 
     get_pipeline()
     ds = Dataset()
     with confidence.bypass():
         for k, case in enumerate(load_gold_dir(directory)):
-            result = code_text(case.text, case.note_id)
-            _, facts = extract(case.text)
+            result, facts = code_with_facts(case.text, case.note_id)
             add_note(ds, k, case, result, facts)
     return ds
 

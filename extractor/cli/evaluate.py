@@ -10,16 +10,32 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from extractor.cli import app
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 
 class EvalFormat(str, Enum):
     table = "table"
     json = "json"
+
+
+def _prf_table(title: str, first: str, scores: dict) -> Table:
+    """Precision / recall / F1 rows with their gold and predicted counts."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in (first, "P", "R", "F1", "gold", "pred"):
+        t.add_column(col, justify="left" if col == first else "right")
+    for name, sc in scores.items():
+        t.add_row(name, _pct(sc.precision), _pct(sc.recall), _pct(sc.f1), str(sc.support),
+                  str(sc.predicted))
+    return t
 
 
 def _pct(x: float | None) -> str:
@@ -37,13 +53,7 @@ def render_report(rep: object, verbose: bool = False) -> None:
     console = Console()
     title = f"{rep.directory}: {rep.notes} notes" + (" (confidence model)" if
                                                       rep.with_confidence else "")
-    t = Table(title=title)
-    for col in ("measure", "P", "R", "F1", "gold", "pred"):
-        t.add_column(col, justify="left" if col == "measure" else "right")
-    for name, s in rep.scores.items():
-        t.add_row(name, _pct(s.precision), _pct(s.recall), _pct(s.f1), str(s.support),
-                  str(s.predicted))
-    console.print(t)
+    console.print(_prf_table(title, "measure", rep.scores))
     t = Table(title="accuracy / rates")
     t.add_column("measure")
     t.add_column("value", justify="right")
@@ -53,13 +63,7 @@ def render_report(rep: object, verbose: bool = False) -> None:
     t.add_row("exact claim (+modifiers)", _pct(rep.exact_claim_modifiers_rate))
     t.add_row(f"confidence Brier ({rep.confidence_lines} lines)", _pct(rep.confidence_brier))
     console.print(t)
-    t = Table(title="flags")
-    for col in ("flag", "P", "R", "F1", "gold", "pred"):
-        t.add_column(col, justify="left" if col == "flag" else "right")
-    for fid, s in rep.flags.items():
-        t.add_row(fid, _pct(s.precision), _pct(s.recall), _pct(s.f1), str(s.support),
-                  str(s.predicted))
-    console.print(t)
+    console.print(_prf_table("flags", "flag", rep.flags))
     for nid, err in rep.errors.items():
         console.print(f"[red]error[/red] {nid}: {err}", markup=True, highlight=False)
     if not verbose:

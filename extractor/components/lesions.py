@@ -71,7 +71,6 @@ WHOLE_SESSION = {"phototherapy", "pdt", "excimer", "photography"}
 # Electrosurgery/chemicals used to stop bleeding are part of the procedure, not a destruction.
 HEMOSTASIS_METHODS = {"electrosurgery", "chemical", None}
 # Mentions that only say "something was done" and take their kind from a neighbour.
-GENERIC = {"removal", "repair_generic"}
 COMPATIBLE = {
     frozenset({"shave", "biopsy"}): "biopsy",
     frozenset({"shave", "shave_removal"}): "shave_removal",
@@ -129,10 +128,6 @@ ITEM_RE = re.compile(
     r"|\(?(?P<f>[a-hA-H])\)\s)",
     re.IGNORECASE,
 )
-REF_RE = re.compile(
-    r"(?:#\s*(\d{1,2})|lesions?\s*#?\s*(\d{1,2})(?:\s*(?:-|–|through|to)\s*#?\s*(\d{1,2}))?)",
-    re.IGNORECASE,
-)
 
 
 class Ent:
@@ -186,12 +181,10 @@ def _ev(text: str, start: int, end: int) -> Evidence:
     return Evidence(start=start, end=end, text=text[start:end])
 
 
-def _span_ev(span: Span) -> Evidence:
+def _span_ev(span: Span | Ent) -> Evidence:
     # Span.text rebuilds the string token by token; slicing the note text is far cheaper.
     start, end = _sc(span), _ec(span)
-    return Evidence.model_construct(
-        start=start, end=end, text=span.doc.text[start:end] if _TEXT is None else _TEXT[start:end]
-    )
+    return Evidence.model_construct(start=start, end=end, text=(_TEXT or "")[start:end])
 
 
 # The Doc being assembled (set per call; components run one Doc at a time).
@@ -1639,34 +1632,6 @@ def _count_in(doc: Doc, text: str, v: Unit) -> tuple[int, list[Evidence]]:
             s0, e0 = v.start + m.start(), v.start + hit_end
             ev.append(Evidence.model_construct(start=s0, end=e0, text=text[s0:e0]))
     return total, ev
-
-
-_NUM_WORDS = {
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-    "thirty",
-    "forty",
-    "fifty",
-    "single",
-}
 
 
 def _nearest(span: Span, sites: list) -> tuple | None:
