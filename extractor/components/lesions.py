@@ -28,7 +28,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from extractor import _extensions
-from extractor.components.measurements import to_number
+from extractor.components.measurements import WORD_NUMBERS, to_number
 from extractor.patterns import cached_family
 from extractor.schemas import (
     DermoscopyFact,
@@ -1516,14 +1516,14 @@ _DATED = re.compile(
 )
 # "..., 2019, wide local excision": a year just before the procedure word
 _DATED_BEFORE = re.compile(r"\b(?:19|20)\d\d\b[\s,:;-]{1,4}(?:[A-Za-z-]+\s+){0,2}$")
-_NUM_RE = re.compile(
-    r"(?i)(?<![\w.#/-])(\d{1,3}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
-    r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|single)"
-    r"(?![\w.%/-])"
+# number words from the measurement stage's table (one vocabulary for the project)
+_WORDS = "|".join(
+    w for w in WORD_NUMBERS if w.isalpha() and w not in ("i", "ii", "iii", "iv", "v", "vi")
 )
+_NUM_RE = re.compile(rf"(?i)(?<![\w.#/-])(\d{{1,3}}|{_WORDS})(?![\w.%/-])")
 _SITE_NUM = re.compile(
-    r"[\s:=-]{1,3}(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
-    r"thirteen|fourteen|fifteen)\b(?![\s.]*(?:mm|cm|%|x\s*\d|months?|weeks?|days?|years?))",
+    rf"[\s:=-]{{1,3}}(\d{{1,2}}|{_WORDS})\b"
+    r"(?![\s.]*(?:mm|cm|%|x\s*\d|months?|weeks?|days?|years?))",
     re.IGNORECASE,
 )
 _WORD_RE = re.compile(r"[\w'/-]+|[^\w\s]")
